@@ -1,0 +1,118 @@
+"""The `mnist-tiers` command: list tiers, train one, profile, build the report."""
+
+import argparse
+import json
+import sys
+
+PRESETS = {
+    # the seed's two configurations: its from-scratch net used sigmoid, its PyTorch net ReLU
+    "seed-scratch": {"activation": "sigmoid"},
+    "seed-pytorch": {"activation": "relu"},
+}
+
+
+def _cmd_tiers(args) -> int:
+    from implementations.registry import TIERS
+
+    width = max(len(n) for n in TIERS)
+    for tier in TIERS.values():
+        reason = tier.unavailable_reason
+        state = "available" if reason is None else f"unavailable: {reason}"
+        print(f"{tier.name:<{width}}  [{tier.device}] {tier.description}")
+        print(f"{'':<{width}}  {state}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from implementations.registry import get_tier
+    from implementations.training import train
+
+    tier = get_tier(args.tier)
+    if tier.unavailable_reason:
+        print(f"mnist-tiers: tier {tier.name!r} is unavailable here: "
+              f"{tier.unavailable_reason}", file=sys.stderr)
+        return 2
+    settings = {"activation": "relu"}
+    if args.preset:
+        settings.update(PRESETS[args.preset])
+    if args.activation:
+        settings["activation"] = args.activation
+    options = {}
+    if args.loader != "resident":
+        options["loader"] = args.loader
+    if args.tf32:
+        options["tf32"] = True
+    bar = tqdm(total=args.epochs, desc=f"{tier.name} epochs", unit="epoch",
+               file=sys.stderr, disable=args.no_progress)
+
+    def on_epoch(result, epoch):
+        bar.update(1)
+        tqdm.write(
+            f"epoch {epoch + 1:3d}  loss {result.train_loss[-1]:.4f}  "
+            f"test acc {100 * result.test_accuracy[-1]:6.2f}%  "
+            f"{result.epoch_seconds[-1]:8.3f} s  "
+            f"{result.samples_per_second[-1]:11,.0f} samples/s", file=sys.stdout)
+
+    result = train(args.tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   activation=settings["activation"], seed=args.seed, limit=args.limit,
+                   data_dir=args.data_dir, threads=args.threads, on_epoch=on_epoch,
+                   model_options=options)
+    bar.close()
+    print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
+          f"threads: {result.threads}")
+    if args.json:
+        print(json.dumps(result.to_json()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mnist-tiers",
+        description="One MNIST MLP (784-128-10) in tiers: loops, NumPy, Numba, PyTorch.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tiers", help="list every tier, its description and availability")
+
+    t = sub.add_parser("train", help="train one tier from the shared init and data order")
+    t.add_argument("--tier", required=True, help="tier name (see `mnist-tiers tiers`)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--activation", choices=["relu", "sigmoid"], default=None,
+                   help="hidden activation (default relu, or the preset's)")
+    t.add_argument("--preset", choices=sorted(PRESETS),
+                   help="seed-scratch: sigmoid; seed-pytorch: relu")
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, default=None,
+                   help="train on the first N training samples only")
+    t.add_argument("--threads", type=int, default=None,
+                   help="threads for every CPU library (default: all cores)")
+    t.add_argument("--data-dir", default=None,
+                   help="folder with the four MNIST IDX files (default: vendored copy)")
+    t.add_argument("--loader", choices=["resident", "dataloader"], default="resident",
+                   help="torch tiers: batches from resident tensors or a DataLoader")
+    t.add_argument("--tf32", action="store_true", help="CUDA tiers: allow TF32 matmuls")
+    t.add_argument("--json", action="store_true", help="print a JSON summary as last line")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from implementations.data import DataError
+    from implementations.training import DivergedError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, DivergedError, ValueError, TypeError, RuntimeError) as exc:
+        print(f"mnist-tiers: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

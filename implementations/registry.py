@@ -1,0 +1,106 @@
+"""The one registry of tiers. CLI, tests, benchmarks, profiles and the report all read it.
+
+Adding a tier = one `Tier(...)` entry below plus its code.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tier:
+    """name: the CLI's --tier value; device: "cpu" or "cuda"; kernels: dotted module path
+    of its kernel-contract module (None for tiers without one); build(params, activation)
+    -> Model; check() -> None when usable here, else the reason why not."""
+
+    name: str
+    description: str
+    device: str
+    build: Callable
+    kernels: str | None = None
+    check: Callable[[], str | None] = lambda: None
+    fast: bool = True  # False: too slow for full epochs (loops)
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return _reason(self.name)
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
+
+@cache
+def _reason(name: str) -> str | None:
+    return TIERS[name].check()
+
+
+def _scratch(kernels_module: str, name: str):
+    def build(params, activation="relu", **options):
+        import importlib
+
+        from implementations.scratch import ScratchMLP
+
+        if options:
+            raise ValueError(f"tier {name!r} takes no options, got {sorted(options)}")
+
+        return ScratchMLP(importlib.import_module(kernels_module), params, activation,
+                          np.float32, name)
+
+    return build
+
+
+def _lazy(module: str, cls: str, **kw):
+    def build(params, activation="relu", **options):
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(params, activation, **kw, **options)
+
+    return build
+
+
+def _cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError as exc:
+        return f"torch is not importable: {exc}"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU here (torch.cuda.is_available() is False)"
+    return None
+
+
+_ENTRIES = [
+    Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
+         "cpu", _scratch("kernels.loops", "loops"), "kernels.loops", fast=False),
+    Tier("numpy", "vectorized over the batch with NumPy (BLAS matmuls, array expressions).",
+         "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized"),
+]
+
+TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}
+
+
+def register(tier: Tier) -> None:
+    TIERS[tier.name] = tier
+
+
+def get_tier(name: str) -> Tier:
+    """The tier called `name`; a clear ValueError listing the known names otherwise."""
+    try:
+        return TIERS[name]
+    except KeyError:
+        raise ValueError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}") from None
+
+
+def build_model(name: str, params, activation="relu", **options):
+    """A ready model of tier `name` (compiled/warmed if the tier needs it).
+
+    Raises RuntimeError naming the reason when the tier cannot run here.
+    """
+    tier = get_tier(name)
+    reason = tier.unavailable_reason
+    if reason:
+        raise RuntimeError(f"tier {name!r} is unavailable here: {reason}")
+    return tier.build(params, activation, **options)

@@ -1,0 +1,114 @@
+"""The one training loop every tier runs, and the one evaluation of test accuracy."""
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from implementations import data as mnist_data
+from implementations.experiment import epoch_batches, init_params
+from implementations.registry import build_model
+from implementations.validation import check_batch
+from kernels import vectorized
+
+MAX_LOSS = 100.0  # nats; far above log(10) = 2.3, so only a diverged run crosses it
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN, inf or absurdly large; the message names epoch and step."""
+
+
+@dataclass
+class TrainResult:
+    tier: str
+    activation: str
+    batch_size: int
+    epochs: int
+    seed: int
+    lr: float
+    limit: int | None
+    threads: int
+    compile_seconds: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    samples_per_second: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+
+def evaluate(weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+             activation: str) -> float:
+    """Test accuracy (0..1) of read-back weights, computed the same way for every tier."""
+    act = getattr(vectorized, f"{activation}_forward")
+    h = act(vectorized.linear_forward(x, weights["W1"], weights["b1"]))
+    logits = vectorized.linear_forward(h, weights["W2"], weights["b2"])
+    return float(np.mean(logits.argmax(axis=1) == y))
+
+
+def check_losses(losses: np.ndarray, epoch: int) -> None:
+    """Raise DivergedError at the first step whose loss is NaN, inf or above MAX_LOSS."""
+    bad = np.flatnonzero(~(np.asarray(losses) <= MAX_LOSS))
+    if bad.size:
+        step = int(bad[0])
+        raise DivergedError(
+            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss "
+            f"{float(losses[step])!r}. Lower the learning rate (--lr)."
+        )
+
+
+def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
+          activation: str = "relu", seed: int = 0, limit: int | None = None,
+          data_dir=None, threads: int | None = None, on_epoch=None,
+          model_options: dict | None = None) -> TrainResult:
+    """Train tier `tier` from the shared init and order; returns per-epoch figures.
+
+    on_epoch(result, epoch) is called after each epoch (the CLI prints from it).
+    Epoch seconds cover only the epoch's steps (synchronized); evaluation and compilation
+    are outside them.
+    """
+    from implementations.threads import set_threads
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not lr > 0:
+        raise ValueError(f"learning rate must be > 0, got {lr}")
+    n_threads = set_threads(threads)
+    mn = mnist_data.load_mnist(data_dir)
+    x_train = mnist_data.normalize(mn.train_images)
+    y_train = mn.train_labels.astype(np.int64)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {limit}")
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_test = mnist_data.normalize(mn.test_images)
+    y_test = mn.test_labels.astype(np.int64)
+    check_batch(x_train, y_train)  # once, not inside every timed epoch
+
+    model = build_model(tier, init_params(seed), activation, **(model_options or {}))
+    X, Y = model.prepare(x_train, y_train)
+    result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
+                         model.compile_seconds, extra=getattr(model, "options", {}))
+    n = x_train.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(epochs):
+            batches = epoch_batches(n, batch_size, seed, epoch)
+            model.sync()
+            t0 = time.perf_counter()
+            losses = model.train_epoch(X, Y, batches, lr)
+            model.sync()
+            dt = time.perf_counter() - t0
+            losses = np.asarray(losses, dtype=np.float64)
+            check_losses(losses, epoch)
+            sizes = np.array([len(b) for b in batches])
+            result.epoch_seconds.append(dt)
+            result.samples_per_second.append(n / dt)
+            result.train_loss.append(float(np.sum(losses * sizes) / n))
+            result.test_accuracy.append(evaluate(model.weights(), x_test, y_test, activation))
+            if on_epoch:
+                on_epoch(result, epoch)
+    return result
