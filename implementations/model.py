@@ -88,6 +88,10 @@ class Model:
     def weights(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def load_weights(self, params: dict[str, np.ndarray]) -> None:
+        """Overwrite the parameters with W1 (784, H), b1, W2 (H, 10), b2 NumPy arrays."""
+        raise NotImplementedError
+
     def gradients(self) -> dict[str, np.ndarray]:
         """dW1, db1, dW2, db2 of the last backward."""
         raise NotImplementedError
@@ -95,3 +99,31 @@ class Model:
     def logits(self) -> np.ndarray:
         """Logits (N, 10) of the last forward."""
         raise NotImplementedError
+
+
+def warm_up(model: Model, batch_sizes=(1, 64)) -> float:
+    """Compile/warm a model outside any timed region; its weights are restored afterwards.
+
+    Runs a train step and a prediction on seeded throwaway batches of each size (a tier may
+    pick different code per size), then one train_epoch over them. Returns the seconds spent.
+    """
+    import time
+
+    from implementations.checks import random_batch
+
+    saved = model.weights()
+    d, k = saved["W1"].shape[0], saved["W2"].shape[1]
+    t0 = time.perf_counter()
+    for n in batch_sizes:
+        x, y = random_batch(n, d, k, seed=n)
+        X, Y = model.prepare(x, y)
+        xb, yb = model.take(X, Y, np.arange(n))
+        model.train_step(xb, yb, 1e-3)
+        model.predict(x)
+    x, y = random_batch(max(batch_sizes) + 1, d, k)
+    X, Y = model.prepare(x, y)
+    n = x.shape[0]
+    model.train_epoch(X, Y, [np.arange(0, n - 1), np.arange(n - 1, n)], 1e-3)
+    model.sync()
+    model.load_weights(saved)
+    return time.perf_counter() - t0

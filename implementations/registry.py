@@ -38,6 +38,19 @@ def _reason(name: str) -> str | None:
     return TIERS[name].check()
 
 
+def _warmed(build):
+    """Wrap a builder so the model is compiled/warmed (timed apart) before it is returned."""
+
+    def warmed_build(params, activation="relu", **options):
+        from implementations.model import warm_up
+
+        model = build(params, activation, **options)
+        model.compile_seconds = warm_up(model)
+        return model
+
+    return warmed_build
+
+
 def _scratch(kernels_module: str, name: str):
     def build(params, activation="relu", **options):
         import importlib
@@ -77,6 +90,12 @@ _ENTRIES = [
          "cpu", _scratch("kernels.loops", "loops"), "kernels.loops", fast=False),
     Tier("numpy", "vectorized over the batch with NumPy (BLAS matmuls, array expressions).",
          "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized"),
+    Tier("numba", "the loop algorithms compiled with @njit; parallel prange and cache-blocked "
+         "kernels of our own (no BLAS).", "cpu", _warmed(_scratch("kernels.numba_cpu", "numba")),
+         "kernels.numba_cpu"),
+    Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
+         "kernels, no Python per op.", "cpu",
+         _warmed(_lazy("implementations.fused", "NumbaFusedMLP"))),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}

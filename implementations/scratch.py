@@ -24,9 +24,13 @@ class ScratchMLP(Model):
         self.activation = check_activation(activation)
         self.act_forward = getattr(kernels, f"{activation}_forward")
         self.act_backward = getattr(kernels, f"{activation}_backward")
-        self.p = {n: kernels.from_numpy(np.array(params[n], dtype=dtype)) for n in PARAM_NAMES}
+        self.load_weights(params)
         self.g: dict = {}
         self.cache: tuple = ()
+
+    def load_weights(self, params):
+        self.p = {n: self.k.from_numpy(np.array(params[n], dtype=self.dtype))
+                  for n in PARAM_NAMES}
 
     def prepare(self, x, y):
         return np.ascontiguousarray(x, dtype=self.dtype), np.asarray(y, dtype=np.int64)

@@ -1,0 +1,77 @@
+"""The `numba-fused` model: one compiled function per train step and per epoch."""
+
+import numpy as np
+
+from implementations.model import Model
+from implementations.validation import check_activation
+from kernels import numba_fused as nf
+
+
+class NumbaFusedMLP(Model):
+    """784 -> H -> 10 MLP whose step and epoch run in kernels.numba_fused.
+
+    Weights are kept transposed (W1t (H, D), W2t (K, H)) so every forward product reads
+    contiguous rows; weights() transposes them back. The fused step never materializes dW,
+    so there is no separate backward (has_backward = False) and no gradients() read-back:
+    checks compare the updated weights instead.
+    """
+
+    has_backward = False
+
+    def __init__(self, params, activation="relu", name="numba-fused"):
+        super().__init__()
+        self.name = name
+        self.activation = check_activation(activation)
+        self.act = nf.RELU if activation == "relu" else nf.SIGMOID
+        self.load_weights(params)
+        self._last = None
+
+    def load_weights(self, params):
+        f32 = np.float32
+        self.W1t = np.ascontiguousarray(np.asarray(params["W1"], f32).T)
+        self.b1 = np.array(params["b1"], f32)
+        self.W2t = np.ascontiguousarray(np.asarray(params["W2"], f32).T)
+        self.b2 = np.array(params["b2"], f32)
+
+    def prepare(self, x, y):
+        return np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64)
+
+    def forward(self, x, y):
+        n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
+        z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
+        z2, dz2 = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+        with self.clock("forward/hidden"):
+            nf.hidden_forward(x, self.W1t, self.b1, self.act, z1, a1)
+        with self.clock("forward/output_softmax_ce"):
+            loss = nf.output_softmax_ce(a1, self.W2t, self.b2, y, z2, dz2)
+        self._last = z2
+        return loss
+
+    def train_step(self, x, y, lr):
+        with self.clock("fused_step"):
+            return nf.train_step(x, y, self.W1t, self.b1, self.W2t, self.b2,
+                                 np.float32(lr), self.act)
+
+    def train_epoch(self, X, Y, batches, lr):
+        order = np.concatenate(batches)
+        batch_size = len(batches[0])
+        if any(len(b) != batch_size for b in batches[:-1]):
+            raise ValueError("the fused epoch takes equal batches with only the last partial")
+        losses = np.empty(len(batches), np.float64)
+        nf.train_epoch(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
+                       np.float32(lr), self.act, losses)
+        return losses
+
+    def predict(self, x):
+        x = np.ascontiguousarray(x, np.float32)
+        n, h = x.shape[0], self.W1t.shape[0]
+        z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
+        nf.hidden_forward(x, self.W1t, self.b1, self.act, z1, a1)
+        return a1 @ self.W2t.T + self.b2
+
+    def weights(self):
+        return {"W1": self.W1t.T.copy(), "b1": self.b1.copy(),
+                "W2": self.W2t.T.copy(), "b2": self.b2.copy()}
+
+    def logits(self):
+        return self._last.copy()

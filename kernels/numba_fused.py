@@ -1,0 +1,167 @@
+"""Tier `numba-fused`: the whole train step, and the whole epoch, in one compiled function.
+
+What changed from `numba`: no Python between ops. Per batch: gather the shuffled samples,
+z1 = x @ W1 with bias + activation fused into the same pass, z2 = a1 @ W2 + b2 with
+softmax + cross-entropy + its gradient fused, dh = dlogits @ W2.T fused with the activation's
+backward, and the SGD update fused into each weight gradient (a row of dW is built in a
+thread-private buffer and subtracted at once, so no dW matrix is ever stored). The epoch loop
+and the batch gather run in compiled code too.
+
+Every matmul is ours (from kernels.numba_cpu), none is BLAS: the forward products use the
+dot-product tile `matmul_nt` on weights stored transposed (W1t (H, D), W2t (K, H)), and the
+weight gradients use the 2 x 4 axpy tile of `matmul_tn` with the update as epilogue.
+
+Dimension legend: N batch, D inputs, H hidden, K classes. float32 throughout, C-contiguous.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.numba_cpu import FMA, matmul_nt
+
+RELU, SIGMOID = 0, 1
+
+
+@njit(fastmath=FMA, cache=True)
+def hidden_forward(x, W1t, b1, act, z1, a1):
+    """z1 = x @ W1t.T + b1 and a1 = act(z1), overwritten. x (N, D); W1t (H, D); b1 (H,);
+    z1, a1 (N, H). The bias and activation run in the same pass over z1."""
+    matmul_nt(x, W1t, z1)
+    N, H = z1.shape
+    for n in range(N):
+        for h in range(H):
+            v = z1[n, h] + b1[h]
+            z1[n, h] = v
+            if act == RELU:
+                a1[n, h] = v if v > 0 else np.float32(0.0)
+            elif v >= 0:
+                a1[n, h] = 1.0 / (1.0 + math.exp(-v))
+            else:
+                e = math.exp(v)
+                a1[n, h] = e / (1.0 + e)
+
+
+@njit(fastmath=FMA, cache=True)
+def output_softmax_ce(a1, W2t, b2, y, z2, dz2):
+    """z2 = a1 @ W2t.T + b2, then softmax + mean cross-entropy and its gradient in one pass.
+
+    a1 (N, H); W2t (K, H); b2 (K,); y (N,) labels; z2, dz2 (N, K) overwritten
+    (dz2 = (softmax - onehot) / N). Returns the mean loss.
+    """
+    N, H = a1.shape
+    K = W2t.shape[0]
+    inv_n = 1.0 / N
+    loss = 0.0
+    for n in range(N):
+        m = -np.inf
+        for k in range(K):
+            s = b2[k]
+            for h in range(H):
+                s += a1[n, h] * W2t[k, h]
+            z2[n, k] = s
+            m = max(m, s)
+        tot = 0.0
+        for k in range(K):
+            e = math.exp(z2[n, k] - m)
+            dz2[n, k] = e
+            tot += e
+        loss += math.log(tot) - (z2[n, y[n]] - m)
+        scale = inv_n / tot
+        for k in range(K):
+            dz2[n, k] *= scale
+        dz2[n, y[n]] -= inv_n
+    return loss * inv_n
+
+
+@njit(fastmath=FMA, cache=True)
+def hidden_backward(dz2, W2t, z1, a1, act, dz1):
+    """dz1 = (dz2 @ W2t) * act'(z1), overwritten: dh never stored. dz2 (N, K); W2t (K, H);
+    z1, a1, dz1 (N, H)."""
+    N, H = z1.shape
+    K = dz2.shape[1]
+    for n in range(N):
+        for h in range(H):
+            g = np.float32(0.0)
+            for k in range(K):
+                g += dz2[n, k] * W2t[k, h]
+            if act == RELU:
+                dz1[n, h] = g if z1[n, h] > 0 else np.float32(0.0)
+            else:
+                s = a1[n, h]
+                dz1[n, h] = g * s * (1 - s)
+
+
+@njit(fastmath=FMA, cache=True, parallel=True)
+def sgd_tn(dz, x, lr, Wt, b):
+    """Wt -= lr * dz.T @ x and b -= lr * dz.sum(0), in place, without storing dW.
+
+    dz (N, R) output gradient; x (N, C) layer input; Wt (R, C) weights stored transposed;
+    b (R,). Each thread builds one row of dW in a private (C,) buffer (2 x 4 register tile
+    over the samples, as in numba_cpu.matmul_tn) and subtracts it.
+    """
+    N, R = dz.shape
+    C = x.shape[1]
+    n4 = N - N % 4
+    for r in prange(R):
+        acc = np.zeros(C, dtype=np.float32)
+        gb = np.float32(0.0)
+        for n in range(0, n4, 4):
+            a0, a1, a2, a3 = dz[n, r], dz[n + 1, r], dz[n + 2, r], dz[n + 3, r]
+            gb += a0 + a1 + a2 + a3
+            x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
+            for c in range(C):
+                acc[c] += a0 * x0[c] + a1 * x1[c] + a2 * x2[c] + a3 * x3[c]
+        for n in range(n4, N):
+            a0 = dz[n, r]
+            gb += a0
+            x0 = x[n]
+            for c in range(C):
+                acc[c] += a0 * x0[c]
+        w = Wt[r]
+        for c in range(C):
+            w[c] -= lr * acc[c]
+        b[r] -= lr * gb
+
+
+@njit(cache=True)
+def train_step(x, y, W1t, b1, W2t, b2, lr, act):
+    """One fused SGD step on a batch, weights updated in place; returns the loss.
+
+    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
+    """
+    N = x.shape[0]
+    H, K = W1t.shape[0], W2t.shape[0]
+    z1 = np.empty((N, H), np.float32)
+    a1 = np.empty((N, H), np.float32)
+    z2 = np.empty((N, K), np.float32)
+    dz2 = np.empty((N, K), np.float32)
+    dz1 = np.empty((N, H), np.float32)
+    hidden_forward(x, W1t, b1, act, z1, a1)
+    loss = output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+    hidden_backward(dz2, W2t, z1, a1, act, dz1)  # reads W2 before its update
+    sgd_tn(dz2, a1, lr, W2t, b2)
+    sgd_tn(dz1, x, lr, W1t, b1)
+    return loss
+
+
+@njit(cache=True)
+def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
+    """One epoch in compiled code: batches are consecutive slices of `order`, the last one
+    partial, exactly like implementations.experiment.epoch_batches.
+
+    X (S, D) float32; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),) overwritten.
+    """
+    S, D = X.shape
+    xb = np.empty((batch_size, D), np.float32)
+    yb = np.empty(batch_size, np.int64)
+    step = 0
+    for start in range(0, S, batch_size):
+        n = min(batch_size, S - start)
+        for i in range(n):  # the shuffled gather, row by row
+            src = order[start + i]
+            xb[i] = X[src]
+            yb[i] = Y[src]
+        losses[step] = train_step(xb[:n], yb[:n], W1t, b1, W2t, b2, lr, act)
+        step += 1
