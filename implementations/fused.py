@@ -40,10 +40,9 @@ class NumbaFusedMLP(Model):
         n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
         z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
         z2, dz2 = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
-        with self.clock("forward/hidden"):
-            nf.hidden_forward(x, self.W1t, self.b1, self.act, z1, a1)
-        with self.clock("forward/output_softmax_ce"):
-            loss = nf.output_softmax_ce(a1, self.W2t, self.b2, y, z2, dz2)
+        with self.clock("forward"):
+            loss = nf.forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act,
+                              z1, a1, z2, dz2)
         self._last = z2
         return loss
 
@@ -64,10 +63,8 @@ class NumbaFusedMLP(Model):
 
     def predict(self, x):
         x = np.ascontiguousarray(x, np.float32)
-        n, h = x.shape[0], self.W1t.shape[0]
-        z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
-        nf.hidden_forward(x, self.W1t, self.b1, self.act, z1, a1)
-        return a1 @ self.W2t.T + self.b2
+        self.forward(x, np.zeros(x.shape[0], np.int64))
+        return self.logits()
 
     def weights(self):
         return {"W1": self.W1t.T.copy(), "b1": self.b1.copy(),

@@ -19,8 +19,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-FMA = {"contract"}
-FMA_REASSOC = {"contract", "reassoc"}
+from kernels._jit import FMA, FMA_REASSOC
+
 ROW_BLOCK = 16  # rows of the output per parallel task: B's 4 reused rows stay in L1 for all 16
 PARALLEL_MIN_ROWS = 32  # below this, a prange launch costs more than it saves
 
@@ -154,7 +154,18 @@ def matmul_tn(A, B, out):
 
 @njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
 def matmul_nt(A, B, out):
+    """out = A @ B.T, overwritten. A (M, Kr), B (Nc, Kr) -> out (M, Nc). See nt_kernel."""
+    nt_kernel(A, B, out)
+    return out
+
+
+@njit(inline="always")
+def nt_kernel(A, B, out):
     """out = A @ B.T, overwritten. A (M, Kr), B (Nc, Kr) -> out (M, Nc).
+
+    Inlined into its callers (Numba IR level) so that its prange becomes part of the caller's
+    own parallel region: a cached function calling a separately compiled parallel function
+    is not safe to load from Numba's cache (a segfault, seen here).
 
     Both operands are read along contiguous rows, so each output is a dot product; a 4 x 2
     register tile keeps 8 running sums (each vectorized by reassociating it), so every loaded
@@ -185,7 +196,6 @@ def matmul_nt(A, B, out):
             out[i1, j0], out[i1, j1] = s10, s11
             out[i2, j0], out[i2, j1] = s20, s21
             out[i3, j0], out[i3, j1] = s30, s31
-    return out
 
 
 # --- the kernel contract -------------------------------------------------------------

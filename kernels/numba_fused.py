@@ -19,16 +19,22 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.numba_cpu import FMA, matmul_nt
+from kernels._jit import FMA_REASSOC
+from kernels.numba_cpu import nt_kernel
+
+# The helpers are inlined (Numba IR level) into the three compiled entry points below, which
+# are the only parallel functions here: their prange loops then belong to one compilation
+# unit, which is what Numba's on-disk cache can reload safely (see numba_cpu.nt_kernel).
+# The entry points use {"contract", "reassoc"} so the inlined dot products vectorize.
 
 RELU, SIGMOID = 0, 1
 
 
-@njit(fastmath=FMA, cache=True)
-def hidden_forward(x, W1t, b1, act, z1, a1):
+@njit(inline="always")
+def _hidden_forward(x, W1t, b1, act, z1, a1):
     """z1 = x @ W1t.T + b1 and a1 = act(z1), overwritten. x (N, D); W1t (H, D); b1 (H,);
     z1, a1 (N, H). The bias and activation run in the same pass over z1."""
-    matmul_nt(x, W1t, z1)
+    nt_kernel(x, W1t, z1)
     N, H = z1.shape
     for n in range(N):
         for h in range(H):
@@ -43,8 +49,8 @@ def hidden_forward(x, W1t, b1, act, z1, a1):
                 a1[n, h] = e / (1.0 + e)
 
 
-@njit(fastmath=FMA, cache=True)
-def output_softmax_ce(a1, W2t, b2, y, z2, dz2):
+@njit(inline="always")
+def _output_softmax_ce(a1, W2t, b2, y, z2, dz2):
     """z2 = a1 @ W2t.T + b2, then softmax + mean cross-entropy and its gradient in one pass.
 
     a1 (N, H); W2t (K, H); b2 (K,); y (N,) labels; z2, dz2 (N, K) overwritten
@@ -75,8 +81,8 @@ def output_softmax_ce(a1, W2t, b2, y, z2, dz2):
     return loss * inv_n
 
 
-@njit(fastmath=FMA, cache=True)
-def hidden_backward(dz2, W2t, z1, a1, act, dz1):
+@njit(inline="always")
+def _hidden_backward(dz2, W2t, z1, a1, act, dz1):
     """dz1 = (dz2 @ W2t) * act'(z1), overwritten: dh never stored. dz2 (N, K); W2t (K, H);
     z1, a1, dz1 (N, H)."""
     N, H = z1.shape
@@ -93,8 +99,8 @@ def hidden_backward(dz2, W2t, z1, a1, act, dz1):
                 dz1[n, h] = g * s * (1 - s)
 
 
-@njit(fastmath=FMA, cache=True, parallel=True)
-def sgd_tn(dz, x, lr, Wt, b):
+@njit(inline="always")
+def _sgd_tn(dz, x, lr, Wt, b):
     """Wt -= lr * dz.T @ x and b -= lr * dz.sum(0), in place, without storing dW.
 
     dz (N, R) output gradient; x (N, C) layer input; Wt (R, C) weights stored transposed;
@@ -125,8 +131,8 @@ def sgd_tn(dz, x, lr, Wt, b):
         b[r] -= lr * gb
 
 
-@njit(cache=True)
-def train_step(x, y, W1t, b1, W2t, b2, lr, act):
+@njit(inline="always")
+def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
     x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
@@ -138,15 +144,32 @@ def train_step(x, y, W1t, b1, W2t, b2, lr, act):
     z2 = np.empty((N, K), np.float32)
     dz2 = np.empty((N, K), np.float32)
     dz1 = np.empty((N, H), np.float32)
-    hidden_forward(x, W1t, b1, act, z1, a1)
-    loss = output_softmax_ce(a1, W2t, b2, y, z2, dz2)
-    hidden_backward(dz2, W2t, z1, a1, act, dz1)  # reads W2 before its update
-    sgd_tn(dz2, a1, lr, W2t, b2)
-    sgd_tn(dz1, x, lr, W1t, b1)
+    _hidden_forward(x, W1t, b1, act, z1, a1)
+    loss = _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+    _hidden_backward(dz2, W2t, z1, a1, act, dz1)  # reads W2 before its update
+    _sgd_tn(dz2, a1, lr, W2t, b2)
+    _sgd_tn(dz1, x, lr, W1t, b1)
     return loss
 
 
-@njit(cache=True)
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+def train_step(x, y, W1t, b1, W2t, b2, lr, act):
+    """One fused SGD step on a batch, weights updated in place; returns the loss.
+
+    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
+    """
+    return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
+    """The fused forward alone: hidden layer, then output + softmax-CE. Returns the loss;
+    z1, a1 (N, H), z2, dz2 (N, K) overwritten."""
+    _hidden_forward(x, W1t, b1, act, z1, a1)
+    return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
 def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     """One epoch in compiled code: batches are consecutive slices of `order`, the last one
     partial, exactly like implementations.experiment.epoch_batches.
@@ -163,5 +186,5 @@ def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
             src = order[start + i]
             xb[i] = X[src]
             yb[i] = Y[src]
-        losses[step] = train_step(xb[:n], yb[:n], W1t, b1, W2t, b2, lr, act)
+        losses[step] = _train_step(xb[:n], yb[:n], W1t, b1, W2t, b2, lr, act)
         step += 1
