@@ -50,3 +50,11 @@ def test_cli_tiers_lists_descriptions(capsys):
     assert main(["tiers"]) == 0
     out = capsys.readouterr().out
     assert "loops" in out and "pure Python" in out and "numpy" in out
+
+
+@pytest.mark.parametrize("tier", ["numba", "numba-fused"])
+def test_one_epoch_accuracy_matches_numpy(tier):
+    ref = train("numpy", epochs=1).test_accuracy[0]
+    got = train(tier, epochs=1).test_accuracy[0]
+    print(f"1 epoch: {tier} {got:.4f} vs numpy {ref:.4f}")
+    assert abs(got - ref) <= 0.003

@@ -1,0 +1,68 @@
+"""Numba tiers: our matmuls on irregular shapes, fused kernels vs the unfused composition."""
+
+import numpy as np
+import pytest
+
+from implementations.checks import assert_close, random_batch, random_params
+from implementations.experiment import epoch_batches, init_params
+from implementations.registry import build_model
+from implementations.scratch import ScratchMLP
+from kernels import numba_cpu as nc
+from kernels import numba_fused as nf
+
+# not multiples of any tile (4 x 2, 2 x 4, 16-row blocks); across the parallel threshold
+MATMUL_SHAPES = [(1, 1, 1), (1, 13, 5), (3, 7, 2), (33, 29, 17), (37, 130, 11), (64, 784, 128)]
+
+
+@pytest.mark.parametrize("m, k, n", MATMUL_SHAPES)
+def test_own_matmuls_match_numpy(m, k, n):
+    rng = np.random.default_rng(m * k * n)
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    C = rng.standard_normal((m, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B
+    tol = {"rtol": 1e-4, "atol": 1e-4 * np.sqrt(k)}
+    assert_close(f"matmul {m}x{k}x{n}", nc.matmul(A, B), ref, **tol)
+    assert_close(f"matmul_nt {m}x{k}x{n}",
+                 nc.matmul_nt(A, np.ascontiguousarray(B.T), np.empty((m, n), np.float32)),
+                 ref, **tol)
+    assert_close(f"matmul_tn {m}x{k}x{n}", nc.matmul_tn(A, C, np.empty((k, n), np.float32)),
+                 A.T.astype(np.float64) @ C, **{"rtol": 1e-4, "atol": 1e-4 * np.sqrt(m)})
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("n", [1, 13, 64])
+def test_fused_step_matches_unfused_composition(n, activation):
+    """One fused step == the numba tier's op-by-op step (forward, backward, update)."""
+    d, h, k = 29, 17, 10
+    params = random_params(d, h, k, seed=n)
+    x, y = random_batch(n, d, k, seed=n)
+    unfused = ScratchMLP(nc, params, activation)
+    ref_loss = unfused.train_step(x, y, 0.5)
+    W1t, W2t = np.ascontiguousarray(params["W1"].T), np.ascontiguousarray(params["W2"].T)
+    b1, b2 = params["b1"].copy(), params["b2"].copy()
+    act = nf.RELU if activation == "relu" else nf.SIGMOID
+    loss = nf.train_step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act)
+    assert_close("fused loss", loss, ref_loss)
+    ref = unfused.weights()
+    for name, got in {"W1": W1t.T, "b1": b1, "W2": W2t.T, "b2": b2}.items():
+        assert_close(f"fused {name}", got, ref[name])
+
+
+def test_fused_epoch_matches_its_steps_including_partial_batch():
+    x, y = random_batch(100, 784, 10, seed=9)  # 100 = 3 x 32 + 4: a partial last batch
+    batches = epoch_batches(100, 32, seed=0, epoch=0)
+    by_epoch = build_model("numba-fused", init_params(0))
+    by_steps = build_model("numba-fused", init_params(0))
+    losses = by_epoch.train_epoch(*by_epoch.prepare(x, y), batches, 0.1)
+    step_losses = [by_steps.train_step(x[b], y[b], 0.1) for b in batches]
+    assert_close("epoch losses", losses, step_losses)
+    for name, w in by_epoch.weights().items():
+        assert_close(f"epoch {name}", w, by_steps.weights()[name])
+
+
+def test_warm_up_restores_weights_and_reports_compile_time():
+    m = build_model("numba-fused", init_params(0))
+    assert m.compile_seconds > 0
+    for name, w in m.weights().items():
+        np.testing.assert_array_equal(w, init_params(0)[name])
