@@ -36,6 +36,9 @@ class Model:
     def sync(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
 
+    def prepare_batches(self, batch_sizes, lr: float) -> None:
+        """Per-batch-size preparation (e.g. CUDA-graph capture) done before timing starts."""
+
     # -- one step -----------------------------------------------------------------------
     def forward(self, x, y) -> float:
         """Logits and loss of a batch; keeps what backward needs. Returns the loss."""

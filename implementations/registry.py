@@ -96,6 +96,18 @@ _ENTRIES = [
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
          _warmed(_lazy("implementations.fused", "NumbaFusedMLP"))),
+    Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
+         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
+                       name="torch-cpu"))),
+    Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
+         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
+                       compile=True, name="torch-cpu-compile"))),
+    Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
+         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+                       name="torch-cuda")), check=_cuda_reason),
+    Tier("torch-cuda-graph", "the train step captured once as a CUDA graph and replayed.",
+         "cuda", _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+                               graph=True, name="torch-cuda-graph")), check=_cuda_reason),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}

@@ -91,9 +91,13 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
 
     model = build_model(tier, init_params(seed), activation, **(model_options or {}))
     X, Y = model.prepare(x_train, y_train)
-    result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
-                         model.compile_seconds, extra=getattr(model, "options", {}))
     n = x_train.shape[0]
+    t0 = time.perf_counter()
+    model.prepare_batches({len(b) for b in epoch_batches(n, batch_size, seed, 0)}, lr)
+    model.sync()
+    compile_seconds = model.compile_seconds + time.perf_counter() - t0
+    result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
+                         compile_seconds, extra=getattr(model, "options", {}))
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(epochs):
             batches = epoch_batches(n, batch_size, seed, epoch)

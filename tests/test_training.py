@@ -52,7 +52,7 @@ def test_cli_tiers_lists_descriptions(capsys):
     assert "loops" in out and "pure Python" in out and "numpy" in out
 
 
-@pytest.mark.parametrize("tier", ["numba", "numba-fused"])
+@pytest.mark.parametrize("tier", ["numba", "numba-fused", "torch-cpu"])
 def test_one_epoch_accuracy_matches_numpy(tier):
     ref = train("numpy", epochs=1).test_accuracy[0]
     got = train(tier, epochs=1).test_accuracy[0]

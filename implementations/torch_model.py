@@ -1,0 +1,211 @@
+"""The PyTorch tiers: nn.Module + nn.CrossEntropyLoss + torch.optim.SGD, the framework's way.
+
+One class serves all four: eager on CPU, under torch.compile, eager on CUDA with the data
+resident on the device, and the full train step captured as a CUDA graph and replayed.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from implementations.model import Model
+from implementations.validation import check_activation
+
+LOADERS = ("resident", "dataloader")
+
+
+class MLP(nn.Module):
+    """784 -> H -> 10 with a sigmoid or ReLU hidden layer; returns logits (N, 10)."""
+
+    def __init__(self, d, h, k, activation):
+        super().__init__()
+        self.fc1 = nn.Linear(d, h)
+        self.act = nn.ReLU() if activation == "relu" else nn.Sigmoid()
+        self.fc2 = nn.Linear(h, k)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TorchModel(Model):
+    """The PyTorch MLP behind the torch-* tiers.
+
+    device: "cpu" or "cuda"; compile: wrap the module in torch.compile (dynamic shapes, so
+    the last partial batch does not recompile); graph: capture forward + loss + backward +
+    SGD step as one CUDA graph per batch size and replay it; loader: "resident" (index
+    tensors already on the device) or "dataloader" (torch.utils.data.DataLoader over a
+    TensorDataset, same batches); tf32: allow TF32 matmuls on CUDA (off: agreement with the
+    float32 oracle).
+    """
+
+    def __init__(self, params, activation="relu", device="cpu", compile=False, graph=False,
+                 loader="resident", tf32=False, name="torch"):
+        super().__init__()
+        if loader not in LOADERS:
+            raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
+        if tf32 and device != "cuda":
+            raise ValueError("--tf32 applies to the CUDA tiers only")
+        self.name = name
+        self.activation = check_activation(activation)
+        self.device = torch.device(device)
+        self.loader = loader
+        self.graph = graph
+        self.options = {"loader": loader, "tf32": bool(tf32)}
+        if device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+            torch.backends.cudnn.allow_tf32 = bool(tf32)
+        d, h = np.shape(params["W1"])
+        k = np.shape(params["W2"])[1]
+        self.module = MLP(d, h, k, activation).to(self.device)
+        self.load_weights(params)
+        self.net = torch.compile(self.module, dynamic=True) if compile else self.module
+        self.criterion = nn.CrossEntropyLoss()
+        self.lr = 0.1
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=self.lr)
+        self._graphs: dict = {}
+        self._logits = self._loss = None
+
+    # -- weights -------------------------------------------------------------------------
+    def _params(self):
+        m = self.module
+        return {"W1": m.fc1.weight, "b1": m.fc1.bias, "W2": m.fc2.weight, "b2": m.fc2.bias}
+
+    def load_weights(self, params):
+        """Copy in place (a captured CUDA graph keeps pointing at the same storage).
+        nn.Linear stores weight as (out, in): the transpose of our W (in, out)."""
+        with torch.no_grad():
+            for name, p in self._params().items():
+                value = torch.as_tensor(np.asarray(params[name], np.float32))
+                p.copy_(value.T if name.startswith("W") else value)
+
+    def weights(self):
+        return {n: _np(p.T if n.startswith("W") else p) for n, p in self._params().items()}
+
+    def gradients(self):
+        return {f"d{n}": _np(p.grad.T if n.startswith("W") else p.grad)
+                for n, p in self._params().items()}
+
+    def logits(self):
+        return _np(self._logits)
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare(self, x, y):
+        X = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        Y = torch.from_numpy(np.asarray(y, np.int64))
+        if self.loader == "dataloader":
+            return X, Y  # the DataLoader yields host batches, moved per step
+        return X.to(self.device), Y.to(self.device)
+
+    def take(self, X, Y, idx):
+        i = torch.from_numpy(np.asarray(idx, np.int64)).to(X.device)
+        return X[i].to(self.device), Y[i].to(self.device)
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # -- one step ------------------------------------------------------------------------
+    def forward(self, x, y):
+        with self.clock("forward"):
+            self._logits = self.net(x)
+        with self.clock("loss"):
+            self._loss = self.criterion(self._logits, y)
+        return self._loss.detach()
+
+    def backward(self):
+        with self.clock("backward"):
+            self.optimizer.zero_grad(set_to_none=False)
+            self._loss.backward()
+
+    def update(self, lr):
+        with self.clock("optimizer"):
+            if lr != self.lr:
+                self.lr = lr
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+            self.optimizer.step()
+
+    def train_step(self, x, y, lr):
+        if self.graph:
+            return self._replay(x, y, lr)
+        return super().train_step(x, y, lr)
+
+    def train_epoch(self, X, Y, batches, lr):
+        if self.loader == "dataloader":
+            return self._epoch_dataloader(X, Y, batches, lr)
+        order = torch.from_numpy(np.concatenate(batches)).to(self.device)
+        losses = torch.empty(len(batches), device=self.device)
+        start = 0
+        for i, b in enumerate(batches):
+            idx = order[start:start + len(b)]
+            start += len(b)
+            losses[i] = self.train_step(X[idx], Y[idx], lr)
+        return losses.cpu().numpy()  # one synchronization per epoch
+
+    def _epoch_dataloader(self, X, Y, batches, lr):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        loader = DataLoader(TensorDataset(X, Y), batch_sampler=[b.tolist() for b in batches],
+                            pin_memory=self.device.type == "cuda")
+        losses = torch.empty(len(batches), device=self.device)
+        for i, (x, y) in enumerate(loader):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            losses[i] = self.train_step(x, y, lr)
+        return losses.cpu().numpy()
+
+    def predict(self, x):
+        with torch.no_grad():
+            X = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+            return _np(self.net(X))
+
+    # -- CUDA graph ------------------------------------------------------------------------
+    def prepare_batches(self, batch_sizes, lr):
+        """Capture the graphs an epoch will need before timing starts (graph tier only)."""
+        if not self.graph:
+            return
+        for n in sorted(set(batch_sizes)):
+            self._graph_for(n, lr)
+
+    def _graph_for(self, n, lr):
+        key = (n, float(lr))
+        if key in self._graphs:
+            return self._graphs[key]
+        d = self.module.fc1.in_features
+        static_x = torch.zeros(n, d, device=self.device)
+        static_y = torch.zeros(n, dtype=torch.int64, device=self.device)
+        saved = self.weights()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.lr = lr
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
+            for _ in range(3):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.criterion(self.module(static_x), static_y).backward()
+                self.optimizer.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            static_logits = self.module(static_x)
+            static_loss = self.criterion(static_logits, static_y)
+            static_loss.backward()
+            self.optimizer.step()
+        self.load_weights(saved)  # the warm-up steps must not count as training
+        self._graphs[key] = (graph, static_x, static_y, static_logits, static_loss)
+        return self._graphs[key]
+
+    def _replay(self, x, y, lr):
+        graph, sx, sy, slogits, sloss = self._graph_for(x.shape[0], lr)
+        with self.clock("graph_replay"):
+            sx.copy_(x)
+            sy.copy_(y)
+            graph.replay()
+        self._logits = slogits
+        return sloss.detach().clone()
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
