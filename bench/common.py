@@ -1,0 +1,49 @@
+"""Helpers of the benchmark suite: verified timing, FLOP bookkeeping, the machine's peak."""
+
+import numpy as np
+import pytest
+
+from implementations.checks import assert_close
+from implementations.machine import cpu_peaks, gpu_peaks
+
+
+def verify(name: str, check) -> None:
+    """Run check() (which raises AssertionError on a wrong result); fail the benchmark with
+    a message, before anything is timed, if it does."""
+    try:
+        check()
+    except AssertionError as exc:
+        pytest.fail(f"{name}: result does not match the reference, so it is not timed: {exc}",
+                    pytrace=False)
+
+
+def peak_gflops(device: str) -> float:
+    if device == "cuda":
+        return gpu_peaks()["gpu_fp32_tflops"] * 1e3
+    return cpu_peaks()["sgemm_gflops"]
+
+
+def record(benchmark, *, tier: str, device: str, batch: int, flops: int | None,
+           samples: int | None = None, **extra) -> None:
+    """Fill extra_info after timing: GFLOP/s from the measured mean, fraction of peak."""
+    mean = benchmark.stats.stats.mean
+    info = benchmark.extra_info
+    info.update(tier=tier, device=device, batch=batch, correct=True, **extra)
+    if flops:
+        gflops = flops / mean / 1e9
+        info.update(flops=flops, gflops=round(gflops, 3),
+                    fraction_of_peak=round(gflops / peak_gflops(device), 4))
+    if samples:
+        info["samples_per_second"] = round(samples / mean, 1)
+
+
+def timed(benchmark, fn, *, slow: bool, rounds: int = 3):
+    """Time fn: pytest-benchmark's calibration for fast calls; for slow ones (seconds per
+    call) pedantic mode with a few rounds after one untimed warm-up round."""
+    if slow:
+        return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    return benchmark(fn)
+
+
+def close(name, got, want, **tol):
+    assert_close(name, np.asarray(got), np.asarray(want), **tol)

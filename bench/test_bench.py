@@ -1,0 +1,254 @@
+"""Every tier, pass and kernel, timed with pytest-benchmark after checking its result.
+
+Groups put tiers side by side: "train_step batch=64", "forward batch=1024",
+"kernel linear_forward batch=64", "epoch batch=64", "matmul 64x784x128". Each benchmark first
+verifies its result against the float64 NumPy oracle (and records correct: true), warms up
+outside the timed region, and synchronizes CUDA work inside the timed callable.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+from bench.common import close, record, timed, verify
+from bench.conftest import batch_sizes
+from implementations.checks import oracle_step, random_batch
+from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
+from implementations.registry import TIERS, build_model
+from kernels import vectorized as oracle
+
+ACT = "relu"
+LR = 0.1
+PASSES = ("forward", "backward", "train_step")
+LOOPS_MAX_BATCH = 64  # loops at 1024 would take ~15 s per train step
+LOOPS_EPOCH_SAMPLES = 256
+
+
+def pytest_generate_tests(metafunc):
+    if "batch" in metafunc.fixturenames:
+        params = []
+        for b in batch_sizes(metafunc.config):
+            quick = b == 64 and metafunc.function.__name__ == "test_pass"
+            params.append(pytest.param(b, id=f"batch={b}",
+                                       marks=[pytest.mark.quick] if quick else []))
+        metafunc.parametrize("batch", params)
+
+
+_models: dict = {}
+
+
+def model_of(tier_name):
+    """One built (compiled, warmed) model per tier for the session; reset to init weights."""
+    tier = TIERS[tier_name]
+    if not tier.available:
+        pytest.skip(f"{tier_name}: {tier.unavailable_reason}")
+    if tier_name not in _models:
+        _models[tier_name] = build_model(tier_name, init_params(0), ACT)
+    m = _models[tier_name]
+    m.load_weights(init_params(0))
+    return m
+
+
+def batch_of(model, n):
+    x, y = random_batch(n, D, K, seed=n)
+    X, Y = model.prepare(x, y)
+    xb, yb = model.take(X, Y, np.arange(n))
+    return x, y, xb, yb
+
+
+def synced(model, fn):
+    def call():
+        out = fn()
+        model.sync()
+        return out
+    return call
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_pass(benchmark, tier, pass_, batch):
+    if tier == "loops" and batch > LOOPS_MAX_BATCH:
+        pytest.skip(f"loops at batch {batch} takes too long per call; its per-sample rate "
+                    f"is measured at batch {LOOPS_MAX_BATCH}")
+    m = model_of(tier)
+    if pass_ == "backward" and not m.has_backward:
+        pytest.skip(f"{tier} has no separate backward: it is fused into the train step")
+    benchmark.group = f"{pass_} batch={batch}"
+    x, y, xb, yb = batch_of(m, batch)
+    ref = oracle_step(init_params(0), x, y, ACT, LR)
+    m.prepare_batches([batch], LR)
+    slow = not TIERS[tier].fast
+
+    if pass_ == "forward":
+        def check():
+            close(f"{tier} loss", float(m.forward(xb, yb)), ref["loss"])
+            close(f"{tier} logits", m.logits(), ref["logits"])
+        verify(tier, check)
+        timed(benchmark, synced(m, lambda: m.forward(xb, yb)), slow=slow)
+    elif pass_ == "backward":
+        def check():
+            m.forward(xb, yb)
+            m.backward()
+            for name, g in m.gradients().items():
+                close(f"{tier} {name}", g, ref[name])
+        verify(tier, check)
+        benchmark.pedantic(synced(m, m.backward), setup=lambda: (m.forward(xb, yb), m.sync(),
+                                                                  None)[-1],
+                           rounds=3 if slow else 200, iterations=1, warmup_rounds=1)
+    else:
+        def check():
+            m.train_step(xb, yb, LR)
+            for name, w in m.weights().items():
+                close(f"{tier} updated {name}", w, ref[name])
+        verify(tier, check)
+        timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=slow)
+    record(benchmark, tier=tier, device=TIERS[tier].device, batch=batch,
+           flops=step_flops(batch)[pass_], samples=batch, pass_=pass_)
+
+
+EPOCH_CASES = [(t, "resident") for t in TIERS] + [
+    (t, "dataloader") for t in TIERS if t.startswith("torch")]
+
+_epoch_reference: dict = {}
+
+
+def reference_epoch_loss(x, y, batches):
+    key = len(x)
+    if key not in _epoch_reference:
+        m = build_model("numpy", init_params(0), ACT)
+        _epoch_reference[key] = m.train_epoch(*m.prepare(x, y), batches, LR)
+    return _epoch_reference[key]
+
+
+@pytest.mark.parametrize("tier, loader", EPOCH_CASES, ids=[f"{t}-{ld}" for t, ld in EPOCH_CASES])
+def test_epoch(benchmark, tier, loader, mnist_train):
+    """One epoch at batch 64 (60,000 samples; loops: 256 samples, extrapolated)."""
+    if not TIERS[tier].available:
+        pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
+    slow = not TIERS[tier].fast
+    x, y = mnist_train
+    if slow:
+        x, y = x[:LOOPS_EPOCH_SAMPLES], y[:LOOPS_EPOCH_SAMPLES]
+    n = len(x)
+    batches = epoch_batches(n, 64, seed=0, epoch=0)
+    if loader == "resident":
+        m = model_of(tier)
+    else:
+        m = build_model(tier, init_params(0), ACT, loader=loader)
+    benchmark.group = "epoch batch=64"
+    X, Y = m.prepare(x, y)
+    m.prepare_batches({len(b) for b in batches}, LR)
+    ref = reference_epoch_loss(x, y, batches)
+
+    def check():  # doubles as the untimed warm-up epoch
+        got = m.train_epoch(X, Y, batches, LR)
+        close(f"{tier} epoch mean loss", np.mean(got), np.mean(ref), rtol=2e-3, atol=0)
+    verify(tier, check)
+    benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
+                       rounds=2, iterations=1)
+    extra = {"loader": loader, "samples": n}
+    if slow:
+        extra["extrapolated_epoch_seconds"] = benchmark.stats.stats.mean * 60000 / n
+        extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
+    record(benchmark, tier=tier, device=TIERS[tier].device, batch=64,
+           flops=step_flops(n)["train_step"], samples=n, **extra)
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    from implementations import data
+
+    mn = data.load_mnist()
+    return data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
+
+
+KERNELS = ("linear_forward", "linear_backward", "relu_forward", "relu_backward",
+           "sigmoid_forward", "sigmoid_backward", "softmax_cross_entropy")
+KERNEL_TIERS = [t.name for t in TIERS.values() if t.kernels]
+
+
+def kernel_case(k, kernel, n):
+    """Arguments (tier form), float64 oracle result and FLOPs of one kernel at batch n."""
+    rng = np.random.default_rng(n)
+    x = rng.random((n, D))
+    W = rng.standard_normal((D, H)) / np.sqrt(D)
+    b = rng.standard_normal(H)
+    z = rng.standard_normal((n, H))
+    dz = rng.standard_normal((n, H))
+    logits = rng.standard_normal((n, K))
+    y = rng.integers(0, K, n)
+    a_sig = oracle.sigmoid_forward(z)
+    cases = {
+        "linear_forward": ((x, W, b), 2 * n * D * H),
+        "linear_backward": ((dz, x, W, False), 2 * n * D * H),
+        "relu_forward": ((z,), None), "relu_backward": ((dz, z), None),
+        "sigmoid_forward": ((z,), None), "sigmoid_backward": ((dz, a_sig), None),
+        "softmax_cross_entropy": ((logits, y), None),
+    }
+    args, flops = cases[kernel]
+    ref = getattr(oracle, kernel)(*args)
+    conv = tuple(k.from_numpy(np.asarray(a, np.float32)) if isinstance(a, np.ndarray)
+                 and a.dtype.kind == "f" else a for a in args)
+    return conv, ref, flops
+
+
+def kernel_outputs(k, out):
+    """Comparable NumPy arrays from a kernel's result (tuples: skip None entries)."""
+    items = out if isinstance(out, tuple) else (out,)
+    return [np.asarray(k.to_numpy(o)) if not isinstance(o, float) else o
+            for o in items if o is not None]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("tier", KERNEL_TIERS)
+def test_kernel(benchmark, tier, kernel, batch):
+    if not TIERS[tier].available:
+        pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
+    slow = not TIERS[tier].fast
+    if slow and kernel.startswith("linear") and batch > LOOPS_MAX_BATCH:
+        pytest.skip(f"loops {kernel} at batch {batch} takes too long per call")
+    k = importlib.import_module(TIERS[tier].kernels)
+    args, ref, flops = kernel_case(k, kernel, batch)
+    fn = getattr(k, kernel)
+    benchmark.group = f"kernel {kernel} batch={batch}"
+
+    def check():
+        for i, (got, want) in enumerate(zip(kernel_outputs(k, fn(*args)),
+                                            kernel_outputs(oracle, ref), strict=True)):
+            close(f"{tier} {kernel}[{i}]", got, want)
+    verify(tier, check)
+    timed(benchmark, lambda: fn(*args), slow=slow)
+    record(benchmark, tier=tier, device="cpu", batch=batch, flops=flops, kernel=kernel)
+
+
+MATMUL_SHAPES = [(64, 784, 128), (256, 784, 128)]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("impl", ["openblas", "numba matmul", "numba matmul_nt",
+                                  "numba matmul_tn"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matmul(benchmark, shape, impl):
+    """Our own Numba matmuls against the BLAS under NumPy, at the layer-1 shapes."""
+    from kernels import numba_cpu as nc
+
+    m, kk, n = shape
+    rng = np.random.default_rng(0)
+    A = rng.random((m, kk), dtype=np.float32)
+    B = rng.random((kk, n), dtype=np.float32)
+    Bt = np.ascontiguousarray(B.T)
+    G = rng.random((m, n), dtype=np.float32)
+    out_mn, out_kn = np.empty((m, n), np.float32), np.empty((kk, n), np.float32)
+    calls = {
+        "openblas": (lambda: np.matmul(A, B, out=out_mn), A.astype(np.float64) @ B),
+        "numba matmul": (lambda: nc.matmul(A, B, out_mn), A.astype(np.float64) @ B),
+        "numba matmul_nt": (lambda: nc.matmul_nt(A, Bt, out_mn), A.astype(np.float64) @ B),
+        "numba matmul_tn": (lambda: nc.matmul_tn(A, G, out_kn), A.T.astype(np.float64) @ G),
+    }
+    fn, ref = calls[impl]
+    benchmark.group = f"matmul {m}x{kk}x{n}"
+    verify(impl, lambda: close(impl, fn(), ref, rtol=1e-4, atol=1e-3))
+    benchmark(fn)
+    record(benchmark, tier=impl, device="cpu", batch=m, flops=2 * m * kk * n,
+           shape="x".join(map(str, shape)))
