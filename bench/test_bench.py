@@ -147,7 +147,7 @@ def test_epoch(benchmark, tier, loader, mnist_train):
     verify(tier, check)
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
                        rounds=2, iterations=1)
-    extra = {"loader": loader, "samples": n}
+    extra = {"loader": loader, "epoch_samples": n}
     if slow:
         extra["extrapolated_epoch_seconds"] = benchmark.stats.stats.mean * 60000 / n
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"

@@ -67,6 +67,13 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_profile(args) -> int:
+    from profiles.driver import profile
+
+    profile(args.tier or None, steps=args.steps, scalene=not args.no_scalene)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mnist-tiers",
@@ -96,10 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tf32", action="store_true", help="CUDA tiers: allow TF32 matmuls")
     t.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    pr = sub.add_parser("profile", help="phase breakdown, scalene and torch.profiler reports")
+    pr.add_argument("--tier", action="append",
+                    help="profile this tier (repeatable; default: every available tier)")
+    pr.add_argument("--steps", type=int, default=None,
+                    help="train steps for the breakdown (default 200; loops 5)")
+    pr.add_argument("--no-scalene", action="store_true", help="skip the scalene runs")
     return p
 
 
-COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train}
+COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile}
 
 
 def main(argv=None) -> int:

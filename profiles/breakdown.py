@@ -1,0 +1,88 @@
+"""Per-phase time of every tier (our own timers): where a train step's time goes.
+
+For one tier, in its own process (so its memory peak is its own):
+    python -m profiles.breakdown --tier numpy --steps 200 --out breakdown-numpy.json
+Phases are the spans each model opens around its ops (forward/linear1, backward/linear1,
+update, ...; fused tiers have fewer). Every span synchronizes the device before reading the
+clock, so GPU phases are charged where they were launched. "other" is the step time not
+inside any span (Python glue, batch handling), so phases + other = step by construction.
+"""
+
+import argparse
+import json
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+from implementations.experiment import init_params
+from implementations.phases import NULL_CLOCK, PhaseClock
+from implementations.registry import TIERS, build_model
+from implementations.threads import set_threads
+from profiles.workload import mnist_batches, run_steps
+
+DEFAULT_STEPS = {"loops": 5}
+MEMORY_STEPS = 5
+
+
+def measure(tier: str, steps: int | None = None, warmup: int = 10, clock=None) -> dict:
+    """Run `steps` train steps at batch 64 after `warmup`; return ms per step per phase."""
+    steps = steps or DEFAULT_STEPS.get(tier, 200)
+    threads = set_threads()
+    model = build_model(tier, init_params(0))
+    batches = mnist_batches(model, steps)
+    run_steps(model, batches[: min(warmup, steps)])
+    phases = clock or PhaseClock(sync=model.sync)
+    model.clock = phases
+    t0 = phases.now()
+    run_steps(model, batches)
+    total = phases.now() - t0
+    model.clock = NULL_CLOCK
+    per_step = {name: 1e3 * phases.seconds[name] / steps for name in phases.order}
+    step_ms = 1e3 * total / steps
+    result = {
+        "tier": tier, "device": TIERS[tier].device, "batch": 64, "steps": steps,
+        "threads": threads, "step_ms": step_ms, "phases_ms": per_step,
+        "other_ms": step_ms - sum(per_step.values()),
+        "compile_seconds": model.compile_seconds,
+    }
+    result.update(memory(model, batches[:MEMORY_STEPS]))
+    return result
+
+
+def memory(model, batches) -> dict:
+    """Peak memory: process RSS (whole process, data included), the peak of Python/NumPy
+    allocations during a few steps (tracemalloc; Numba's and torch's own allocators are not
+    traced), and the GPU's max_memory_allocated on CUDA."""
+    tracemalloc.start()
+    run_steps(model, batches)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "traced_peak_mb": traced_peak / 2**20}
+    if TIERS[model.name].device == "cuda":
+        import torch
+
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tier", required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    result = measure(args.tier, args.steps)
+    result["wall_seconds"] = time.perf_counter() - t0
+    out = Path(args.out)
+    tmp = out.with_suffix(".partial")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`make profile` / `mnist-tiers profile`: every profile for the tiers available here.
+
+Writes profiles/reports/<machine>/: breakdown.{json,md,png} (our phase timers, every tier),
+scalene HTML/JSON (CPU tiers; under scalene/, not committed: 1-10 MB each) plus a text view,
+torch.profiler tables and trimmed Chrome traces (torch tiers), and index.html + README.md.
+"""
+
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from implementations.machine import describe, machine_name
+from implementations.registry import TIERS
+
+REPORTS = Path(__file__).resolve().parent / "reports"
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_breakdown(tier: str, out_dir: Path, steps: int | None) -> dict:
+    """One tier in its own process (its own memory peak); returns its breakdown dict."""
+    out = out_dir / f".breakdown-{tier}.json"
+    cmd = [sys.executable, "-m", "profiles.breakdown", "--tier", tier, "--out", str(out)]
+    if steps:
+        cmd += ["--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"breakdown of {tier} failed: {proc.stderr[-800:]}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
+            steps: int | None = None, scalene: bool = True, torch_trace: bool = True) -> Path:
+    """Profile `tiers` (default: every available tier); returns the index.html path."""
+    from profiles import report_index, scalene_run
+    from profiles import torch_trace as tt
+
+    names = tiers or [t.name for t in TIERS.values() if t.available]
+    for name in names:
+        tier = TIERS[name] if name in TIERS else None
+        if tier is None:
+            raise ValueError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}")
+        if not tier.available:
+            raise RuntimeError(f"tier {name!r} is unavailable here: {tier.unavailable_reason}")
+    out_dir = out_dir or REPORTS / machine_name()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = report_index.load_breakdowns(out_dir)
+    total = len(names)
+    t_start = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        t0 = time.perf_counter()
+        say(f"[{i}/{total}] {name}: phase breakdown ...")
+        existing[name] = run_breakdown(name, out_dir, steps)
+        if scalene and TIERS[name].device == "cpu":
+            say(f"[{i}/{total}] {name}: scalene ...")
+            scalene_run.profile(name, out_dir)
+        if torch_trace and name.startswith("torch"):
+            say(f"[{i}/{total}] {name}: torch.profiler ...")
+            tt.profile(name, out_dir)
+        say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")
+    info = describe()
+    info["date"] = datetime.date.today().isoformat()
+    index = report_index.write(out_dir, existing, info)
+    say(f"profiles written in {time.perf_counter() - t_start:.0f} s: {index}")
+    return index

@@ -1,0 +1,133 @@
+"""The breakdown table/chart and the index page tying every profile report together."""
+
+import base64
+import html
+import json
+from pathlib import Path
+
+CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
+            "update": "update", "optimizer": "update", "fused_step": "fused step",
+            "graph_replay": "graph replay", "other": "other"}
+
+
+def category(phase: str) -> str:
+    return CATEGORY.get(phase.split("/")[0], phase)
+
+
+def load_breakdowns(out_dir: Path) -> dict:
+    path = out_dir / "breakdown.json"
+    if path.exists():
+        return json.loads(path.read_text())["tiers"]
+    return {}
+
+
+def markdown_table(results: dict) -> str:
+    lines = ["| tier | step ms | phases (ms per step, share of the step) | other ms | "
+             "peak RSS MB | traced peak MB | GPU peak MB |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for tier, r in sorted(results.items(), key=lambda kv: kv[1]["step_ms"]):
+        step = r["step_ms"]
+        phases = ", ".join(f"{name} {ms:.3g} ({100 * ms / step:.0f}%)"
+                           for name, ms in sorted(r["phases_ms"].items(), key=lambda kv: -kv[1]))
+        gpu = f"{r['gpu_peak_mb']:.1f}" if "gpu_peak_mb" in r else "-"
+        lines.append(f"| {tier} | {step:.3g} | {phases} | {r['other_ms']:.3g} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['traced_peak_mb']:.2f} | {gpu} |")
+    return "\n".join(lines)
+
+
+def chart(results: dict, path: Path) -> Path:
+    """Stacked horizontal bars: ms per step per phase (log-free: one chart per scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiers = sorted(results, key=lambda t: results[t]["step_ms"])
+    fast = [t for t in tiers if results[t]["step_ms"] < 50]
+    slow = [t for t in tiers if t not in fast]
+    groups = [g for g in (fast, slow) if g]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 1.2 + 0.55 * len(tiers)),
+                             squeeze=False)
+    colors = {"forward": "#4C72B0", "backward": "#DD8452", "update": "#55A868",
+              "fused step": "#8172B3", "graph replay": "#937860", "other": "#BBBBBB"}
+    seen = set()
+    for ax, group in zip(axes[:, 0], groups, strict=True):
+        for row, tier in enumerate(group):
+            r = results[tier]
+            left = 0.0
+            items = list(r["phases_ms"].items()) + [("other", max(r["other_ms"], 0.0))]
+            for name, ms in items:
+                cat = category(name)
+                label = cat if cat not in seen else None
+                seen.add(cat)
+                ax.barh(row, ms, left=left, color=colors.get(cat, "#C44E52"),
+                        edgecolor="white", linewidth=0.5, label=label)
+                left += ms
+        ax.set_yticks(range(len(group)), group)
+        ax.set_xlabel("ms per train step (batch 64)")
+        ax.invert_yaxis()
+    axes[0, 0].set_title("Where a train step's time goes, per tier")
+    fig.legend(loc="lower right", fontsize=8, ncol=3)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(out_dir: Path, results: dict, info: dict) -> Path:
+    """breakdown.{json,md,png}, README.md and a self-contained index.html in out_dir."""
+    (out_dir / "breakdown.json").write_text(json.dumps({"machine": info, "tiers": results},
+                                                       indent=1))
+    table = markdown_table(results)
+    (out_dir / "breakdown.md").write_text(table + "\n")
+    png = chart(results, out_dir / "breakdown.png")
+    links = _links(out_dir)
+    head = (f"Machine: {info['machine']} ({info['cpu']}, {info['threads']} threads"
+            f"{', GPU ' + info['gpu'] if info.get('gpu') else ''}); date {info['date']}; "
+            f"versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    how = ("Phase times come from timers around each op (synchronized on a GPU); 200 train "
+           "steps at batch 64 after 10 warm-up steps (loops: 5). Regenerate with "
+           "`make profile` or `mnist-tiers profile --tier T`.")
+    md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
+          "", table, "", "## Reports", ""]
+    md += [f"- [{label}]({href})" for label, href in links]
+    (out_dir / "README.md").write_text("\n".join(md) + "\n")
+    img = base64.b64encode(png.read_bytes()).decode()
+    rows = "".join(f'<li><a href="{html.escape(h)}">{html.escape(lab)}</a></li>'
+                   for lab, h in links)
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>mnist-tiers profiles: {html.escape(info['machine'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+</style></head><body>
+<h1>Where the time goes: {html.escape(info['machine'])}</h1>
+<p>{html.escape(head)}</p><p>{html.escape(how)}</p>
+<img alt="stacked phase breakdown" src="data:image/png;base64,{img}" style="max-width:100%">
+{_md_table_to_html(table)}
+<h2>Reports</h2><ul>{rows}</ul></body></html>"""
+    index = out_dir / "index.html"
+    index.write_text(page)
+    return index
+
+
+def _links(out_dir: Path) -> list[tuple[str, str]]:
+    out = [("breakdown (JSON)", "breakdown.json"), ("breakdown (Markdown)", "breakdown.md")]
+    for p in sorted(out_dir.glob("scalene/scalene-*.html")):
+        out.append((f"scalene HTML: {p.stem[8:]} (regenerated by make profile)",
+                    f"scalene/{p.name}"))
+    for p in sorted(out_dir.glob("scalene-*.txt")):
+        out.append((f"scalene text view: {p.stem[8:]}", p.name))
+    for p in sorted(out_dir.glob("torch-*-table.txt")):
+        out.append((f"torch.profiler table: {p.name[6:-10]}", p.name))
+    for p in sorted(out_dir.glob("torch-*-trace.json.gz")):
+        out.append((f"torch.profiler trace (open in ui.perfetto.dev): {p.name[6:-14]}", p.name))
+    return out
+
+
+def _md_table_to_html(table: str) -> str:
+    rows = [r.strip("|").split("|") for r in table.splitlines()]
+    head, body = rows[0], rows[2:]
+    th = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
+                  for r in body)
+    return f"<table><tr>{th}</tr>{trs}</table>"

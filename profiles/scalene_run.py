@@ -1,0 +1,63 @@
+"""scalene on a CPU tier: line-level CPU time (Python vs native) of the profile workload.
+
+`scalene run --cpu-only` profiles `python -m profiles.workload` for one tier, then
+`scalene view --standalone` writes a self-contained HTML (opens offline) and
+`scalene view --cli --reduced` a text view. Memory profiling is opt-in (memory=True) and
+runs fewer steps: scalene's memory mode slows a NumPy training loop by ~200x.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS = {"loops": 3}
+
+
+class ScaleneMissing(RuntimeError):
+    pass
+
+
+def scalene_cmd() -> list[str]:
+    exe = shutil.which("scalene") or str(Path(sys.executable).with_name("scalene"))
+    if not Path(exe).exists():
+        raise ScaleneMissing(
+            "scalene is not installed in this environment; install it with "
+            "`pip install scalene` (it is a dependency of this project: `make profile` "
+            "installs it), or profile the torch tiers and breakdown only.")
+    return [exe]
+
+
+def profile(tier: str, out_dir: Path, steps: int | None = None,
+            memory: bool = False) -> dict[str, Path]:
+    steps = steps or STEPS.get(tier, 300)
+    if memory:
+        steps = max(1, steps // 20)
+    exe = scalene_cmd()
+    work = out_dir / "scalene"
+    work.mkdir(parents=True, exist_ok=True)
+    stem = f"scalene-{tier}"
+    json_path = work / f"{stem}.json"
+    mode = ["--memory"] if memory else ["--cpu-only"]
+    run = [*exe, "run", *mode, "--no-stacks", "--program-path", str(REPO), "-o", str(json_path),
+           str(REPO / "profiles" / "workload.py"), "---", "--tier", tier,
+           "--steps", str(steps)]
+    _check(subprocess.run(run, cwd=REPO, capture_output=True, text=True), "scalene run")
+    _check(subprocess.run([*exe, "view", "--standalone", json_path.name], cwd=work,
+                          capture_output=True, text=True), "scalene view --standalone")
+    html = work / f"{stem}.html"
+    (work / "scalene-profile.html").replace(html)
+    view = subprocess.run([*exe, "view", "--cli", "--reduced", json_path.name], cwd=work,
+                          capture_output=True, text=True, env={"COLUMNS": "160", "TERM": "dumb",
+                                                               "PATH": "/usr/bin:/bin"})
+    text = out_dir / f"{stem}.txt"
+    text.write_text(f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n\n"
+                    + view.stdout)
+    return {"json": json_path, "html": html, "text": text}
+
+
+def _check(proc, what):
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout)[-800:]}")

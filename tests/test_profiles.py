@@ -1,0 +1,66 @@
+"""Profiles: the phase accounting, every tier's phases, a clear error without scalene."""
+
+import itertools
+
+import pytest
+
+from implementations.phases import PhaseClock
+from implementations.registry import TIERS
+from profiles import breakdown, report_index, scalene_run
+
+AVAILABLE = [t.name for t in TIERS.values() if t.available]
+
+
+class FakeTime:
+    """A clock that advances 1 ms per read: totals are exact and deterministic."""
+
+    def __init__(self):
+        self.t = itertools.count()
+
+    def __call__(self):
+        return next(self.t) * 1e-3
+
+
+def test_phase_clock_accounts_exactly():
+    clock = PhaseClock(now=FakeTime())
+    for _ in range(3):
+        with clock("forward/linear1"):
+            pass
+        with clock("update"):
+            pass
+    assert clock.order == ["forward/linear1", "update"]
+    assert clock.seconds["forward/linear1"] == pytest.approx(3e-3)
+    assert clock.seconds["update"] == pytest.approx(3e-3)
+
+
+@pytest.mark.parametrize("tier", AVAILABLE)
+def test_every_tier_yields_phases_that_add_up(tier):
+    r = breakdown.measure(tier, steps=2, warmup=1, clock=PhaseClock(now=FakeTime()))
+    assert r["phases_ms"], f"{tier} reported no phases"
+    assert sum(r["phases_ms"].values()) + r["other_ms"] == pytest.approx(r["step_ms"])
+    assert r["other_ms"] >= 0
+    assert r["peak_rss_mb"] > 0
+    expected = {"loops": "backward/linear1", "numpy": "forward/softmax_ce",
+                "numba": "update", "numba-fused": "fused_step", "torch-cpu": "optimizer"}
+    if tier in expected:
+        assert expected[tier] in r["phases_ms"]
+
+
+def test_breakdown_table_and_chart(tmp_path):
+    results = {"numpy": {"step_ms": 1.0, "phases_ms": {"forward/linear1": 0.5, "update": 0.25},
+                         "other_ms": 0.25, "peak_rss_mb": 300.0, "traced_peak_mb": 1.5},
+               "loops": {"step_ms": 800.0, "phases_ms": {"backward/linear1": 500.0},
+                         "other_ms": 300.0, "peak_rss_mb": 200.0, "traced_peak_mb": 2.0}}
+    info = {"machine": "test", "cpu": "cpu", "threads": 2, "gpu": None, "date": "2026-01-01",
+            "versions": {"numpy": "x"}}
+    index = report_index.write(tmp_path, results, info)
+    text = index.read_text()
+    assert "data:image/png;base64," in text and "forward/linear1 0.5 (50%)" in text
+    assert (tmp_path / "breakdown.png").stat().st_size > 5000
+
+
+def test_missing_scalene_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(scalene_run.shutil, "which", lambda _: None)
+    monkeypatch.setattr(scalene_run.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(scalene_run.ScaleneMissing, match="pip install scalene"):
+        scalene_run.profile("numpy", tmp_path)
