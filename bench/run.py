@@ -6,6 +6,7 @@ autosave history under bench/results/<machine>/autosave/ for `pytest-benchmark c
 Extra arguments are passed to pytest (e.g. --quick, --batch-sizes 64, --threads 1).
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ import pytest
 from implementations.machine import machine_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def strip_raw_timings(path: Path) -> None:
+    """Drop every round's raw time (stats.data): the statistics stay, the file goes from
+    ~15 MB to ~100 KB, small enough to commit as a reference run."""
+    doc = json.loads(path.read_text())
+    for bench in doc["benchmarks"]:
+        bench["stats"].pop("data", None)
+    path.write_text(json.dumps(doc, indent=1))
 
 
 def main(argv=None) -> int:
@@ -31,6 +41,7 @@ def main(argv=None) -> int:
             "--benchmark-sort=mean", "-q", *argv]
     code = pytest.main(args)
     if code == 0 and tmp.exists():
+        strip_raw_timings(tmp)
         os.replace(tmp, final)
         print(f"\nresults: {final}")
         print(f"history: {folder / 'autosave'}  (compare runs with: pytest-benchmark "
