@@ -74,6 +74,14 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from bench.report import build
+
+    md = build(args.results, args.train, args.out)
+    print(f"report: {md}\n        {md.with_suffix('.html')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mnist-tiers",
@@ -110,10 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=None,
                     help="train steps for the breakdown (default 200; loops 5)")
     pr.add_argument("--no-scalene", action="store_true", help="skip the scalene runs")
+
+    rp = sub.add_parser("report", help="tables, plots and claim verdicts from saved results")
+    rp.add_argument("--results", action="append",
+                    help="a pytest-benchmark JSON (repeatable; default: every "
+                         "bench/results/*/latest.json)")
+    rp.add_argument("--train", action="append",
+                    help="output of `mnist-tiers train --json` (repeatable; default: "
+                         "bench/results/*/train-*.json)")
+    rp.add_argument("--out", default=None, help="output folder (default: next to the results)")
     return p
 
 
-COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile}
+COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile,
+            "report": _cmd_report}
 
 
 def main(argv=None) -> int:
@@ -123,7 +141,8 @@ def main(argv=None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, DivergedError, ValueError, TypeError, RuntimeError) as exc:
+    except (DataError, DivergedError, ValueError, TypeError, RuntimeError,
+            FileNotFoundError) as exc:
         print(f"mnist-tiers: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,139 @@
+"""The seed README's performance claims, each with a verdict computed from the results.
+
+Every verdict is derived from the numbers passed in (benchmark runs, training runs), never
+written by hand: change the data and the verdict changes.
+"""
+
+SCRATCH = ("loops", "numpy", "numba", "numba-fused")
+SIGNIFICANT = 1.5  # "significantly faster" taken as at least 1.5x
+ACC_MARGIN = 0.003  # accuracy differences below 0.3 points are noise between tiers
+
+
+def _steps(run, batch):
+    """Median train-step seconds per tier: verdicts use medians, which a few descheduled
+    calls on a shared machine cannot flip (the tables show the means beside them)."""
+    return {r["tier"]: r["median"] for r in run.select(f"train_step batch={batch}")}
+
+
+def _batches(run):
+    return sorted({r["batch"] for r in run.rows if r["group"].startswith("train_step")})
+
+
+def scratch_slower(runs) -> dict:
+    """'Scratch is generally slower due to Python loops' vs torch-cpu, per batch size."""
+    holds, fails = [], []
+    for run in runs:
+        for b in _batches(run):
+            t = _steps(run, b)
+            if "torch-cpu" not in t:
+                continue
+            for tier in SCRATCH:
+                if tier in t:
+                    ratio = t[tier] / t["torch-cpu"]
+                    item = f"{tier} at batch {b} ({ratio:.2g}x torch-cpu's time, {run.name})"
+                    (holds if ratio > 1 else fails).append(item)
+    return _verdict("The scratch implementation is generally slower due to Python loops.",
+                    holds, fails, "slower than torch-cpu", "not slower than torch-cpu")
+
+
+def pytorch_faster(runs) -> dict:
+    """'PyTorch is significantly faster': best torch tier vs best scratch tier, per batch."""
+    holds, fails = [], []
+    for run in runs:
+        for b in _batches(run):
+            t = _steps(run, b)
+            torch = {k: v for k, v in t.items() if k.startswith("torch")}
+            scratch = {k: v for k, v in t.items() if k in SCRATCH}
+            if not torch or not scratch:
+                continue
+            bt, bs = min(torch, key=torch.get), min(scratch, key=scratch.get)
+            speedup = scratch[bs] / torch[bt]
+            item = (f"batch {b} on {run.name}: best torch tier {bt} is {speedup:.2g}x "
+                    f"the speed of the best scratch tier {bs}")
+            (holds if speedup >= SIGNIFICANT else fails).append(item)
+    return _verdict("PyTorch is significantly faster due to its optimized backend and "
+                    "potential GPU acceleration.", holds, fails,
+                    f">= {SIGNIFICANT}x faster", f"< {SIGNIFICANT}x faster",
+                    untested_if=not any(r.machine.get("gpu") for r in runs),
+                    untested_note="no GPU run among the results: the GPU half is untested")
+
+
+def scratch_cpu_only(tiers) -> dict:
+    """'The scratch implementation is limited to CPU': true of the registered tiers?"""
+    gpu_scratch = [t.name for t in tiers if t.device == "cuda" and not t.name.startswith("torch")]
+    holds = [] if gpu_scratch else ["no scratch tier runs on a GPU in this package"]
+    fails = [f"{n} runs our own kernels on the GPU" for n in gpu_scratch]
+    return _verdict("The scratch implementation is limited to CPU.", holds, fails,
+                    "true here", "not true here")
+
+
+def dataloader_efficient(runs) -> dict:
+    """'DataLoader gives efficient loading and batching': DataLoader epoch vs resident."""
+    holds, fails = [], []
+    for run in runs:
+        rows = run.select("epoch batch=64")
+        res = {r["tier"]: r["median"] for r in rows if r["loader"] == "resident"}
+        for r in rows:
+            if r["loader"] == "dataloader" and r["tier"] in res:
+                ratio = r["median"] / res[r["tier"]]
+                item = f"{r['tier']} on {run.name}: DataLoader epoch {ratio:.2f}x the resident one"
+                (holds if ratio <= 1.1 else fails).append(item)
+    return _verdict("DataLoader gives efficient data loading and batching.", holds, fails,
+                    "within 10% of resident tensors", "more than 10% slower than resident")
+
+
+def _epochs_to(acc, target=0.97):
+    return next((i + 1 for i, a in enumerate(acc) if a >= target), None)
+
+
+def accuracy_claims(trainings) -> list[dict]:
+    """'PyTorch typically achieves better accuracy with fewer epochs' and 'scratch may need
+    more epochs': per-epoch accuracy and epochs to 97%, torch tiers vs scratch tiers."""
+    torch = [t for t in trainings if t["tier"].startswith("torch") and t.get("limit") is None]
+    scratch = [t for t in trainings if t["tier"] in SCRATCH and t.get("limit") is None]
+    better, worse, fewer, more = [], [], [], []
+    for tt in torch:
+        for st in scratch:
+            if (tt["activation"], tt["batch_size"], tt["lr"]) != (
+                    st["activation"], st["batch_size"], st["lr"]):
+                continue
+            n = min(len(tt["test_accuracy"]), len(st["test_accuracy"]))
+            gap = max(abs(a - b) for a, b in zip(tt["test_accuracy"][:n],
+                                                 st["test_accuracy"][:n], strict=True))
+            diff = tt["test_accuracy"][n - 1] - st["test_accuracy"][n - 1]
+            item = (f"{tt['tier']} vs {st['tier']} ({tt['activation']}): after {n} epochs "
+                    f"{100 * diff:+.2f} points, largest gap {100 * gap:.2f} points")
+            (better if diff > ACC_MARGIN else worse).append(item)
+            et, es = _epochs_to(tt["test_accuracy"]), _epochs_to(st["test_accuracy"])
+            item = f"{tt['tier']} reaches 97% at epoch {et}, {st['tier']} at epoch {es}"
+            (more if (es or 99) > (et or 99) else fewer).append(item)
+    untested = not (torch and scratch)
+    return [
+        _verdict("PyTorch typically achieves better accuracy with fewer epochs.", better, worse,
+                 "torch ahead by > 0.3 points", "within 0.3 points or behind",
+                 untested_if=untested, untested_note="no torch + scratch training runs given"),
+        _verdict("The scratch implementation may require more epochs to achieve comparable "
+                 "accuracy.", more, fewer, "scratch needs more epochs to 97%",
+                 "same or fewer epochs", untested_if=untested,
+                 untested_note="no torch + scratch training runs given"),
+    ]
+
+
+def _verdict(claim, holds, fails, holds_label, fails_label, untested_if=False,
+             untested_note="") -> dict:
+    if not holds and not fails:
+        verdict = "untested"
+    elif holds and not fails:
+        verdict = "holds"
+    elif fails and not holds:
+        verdict = "fails"
+    else:
+        verdict = "holds only in part"
+    notes = [untested_note] if untested_if and untested_note else []
+    return {"claim": claim, "verdict": verdict, "holds": holds, "fails": fails,
+            "holds_label": holds_label, "fails_label": fails_label, "notes": notes}
+
+
+def all_claims(runs, trainings, tiers) -> list[dict]:
+    return [scratch_slower(runs), scratch_cpu_only(tiers), pytorch_faster(runs),
+            dataloader_efficient(runs), *accuracy_claims(trainings)]

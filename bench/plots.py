@@ -1,0 +1,107 @@
+"""The report's plots (matplotlib, PNG): step times, throughput vs batch, roofline, accuracy."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from implementations.experiment import D, H, K  # noqa: E402
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def step_times(run, path):
+    """Train-step time per tier, one bar group per batch size, log scale."""
+    groups = run.groups("train_step")
+    tiers = sorted({r["tier"] for g in groups for r in run.select(g)})
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / max(1, len(tiers))
+    for i, tier in enumerate(tiers):
+        xs, ys = [], []
+        for j, g in enumerate(groups):
+            row = [r for r in run.select(g) if r["tier"] == tier]
+            if row:
+                xs.append(j + i * width)
+                ys.append(row[0]["mean"] * 1e3)
+        ax.bar(xs, ys, width, label=tier)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))],
+                  [g.replace("train_step ", "") for g in groups])
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per train step (mean)")
+    ax.set_title(f"Train step time per tier ({run.name}, {run.date})")
+    ax.legend(fontsize=8, ncol=3)
+    return _save(fig, path)
+
+
+def throughput(run, path, crossovers):
+    """Samples/s vs batch size per tier (log-log), crossovers annotated."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for tier, pts in sorted(samples_per_second(run).items()):
+        b, s = zip(*sorted(pts.items()), strict=True)
+        ax.plot(b, s, marker="o", label=tier)
+    for text, (b, s) in crossovers:
+        ax.annotate(text, (b, s), textcoords="offset points", xytext=(5, -15), fontsize=8,
+                    arrowprops={"arrowstyle": "->"})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples/s (train step, from the median)")
+    ax.set_title(f"Throughput vs batch size ({run.name})")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def samples_per_second(run) -> dict[str, dict[int, float]]:
+    out: dict = {}
+    for g in run.groups("train_step"):
+        for r in run.select(g):
+            out.setdefault(r["tier"], {})[r["batch"]] = r["batch"] / r["median"]
+    return out
+
+
+def step_bytes(n: int) -> int:
+    """Minimal float32 traffic of a train step: read x, read W1/W2 and write them back."""
+    return 4 * (n * D + 2 * (D * H + H * K) + n * K)
+
+
+def roofline(run, path):
+    """Achieved GFLOP/s vs arithmetic intensity, under the measured ceilings."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    peak, bw = run.machine["sgemm_gflops"], run.machine["copy_gbs"]
+    ai = np.logspace(-1, 3, 100)
+    ax.plot(ai, np.minimum(peak, bw * ai), "k-", lw=1,
+            label=f"CPU ceilings: sgemm {peak:.0f} GFLOP/s, copy {bw:.0f} GB/s")
+    if run.machine.get("gpu_fp32_tflops"):
+        gp, gbw = run.machine["gpu_fp32_tflops"] * 1e3, run.machine["gpu_copy_gbs"]
+        ax.plot(ai, np.minimum(gp, gbw * ai), "k--", lw=1,
+                label=f"GPU ceilings: {gp:.0f} GFLOP/s, {gbw:.0f} GB/s")
+    for tier in sorted({r["tier"] for r in run.rows if r["group"].startswith("train_step")}):
+        rows = [r for r in run.rows if r["group"].startswith("train_step") and r["tier"] == tier]
+        xs = [r["flops"] / step_bytes(r["batch"]) for r in rows]
+        ax.scatter(xs, [r["gflops"] for r in rows], label=tier, s=25)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of minimal traffic)")
+    ax.set_ylabel("achieved GFLOP/s (train step)")
+    ax.set_title(f"Roofline, train step at each batch size ({run.name})")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def accuracy_curves(trainings, path):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for t in trainings:
+        acc = [100 * a for a in t["test_accuracy"]]
+        ax.plot(range(1, len(acc) + 1), acc, marker=".", label=f"{t['tier']} ({t['activation']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("Test accuracy per epoch: same init and data order in every tier")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
