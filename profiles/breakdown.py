@@ -31,12 +31,12 @@ def measure(tier: str, steps: int | None = None, warmup: int = 10, clock=None) -
     steps = steps or DEFAULT_STEPS.get(tier, 200)
     threads = set_threads()
     model = build_model(tier, init_params(0))
-    batches = mnist_batches(model, steps)
-    run_steps(model, batches[: min(warmup, steps)])
+    batches = mnist_batches(model, min(steps, 938))
+    run_steps(model, batches, steps=warmup)
     phases = clock or PhaseClock(sync=model.sync)
     model.clock = phases
     t0 = phases.now()
-    run_steps(model, batches)
+    run_steps(model, batches, steps=steps)
     total = phases.now() - t0
     model.clock = NULL_CLOCK
     per_step = {name: 1e3 * phases.seconds[name] / steps for name in phases.order}

@@ -1,6 +1,7 @@
 """scalene on a CPU tier: line-level CPU time (Python vs native) of the profile workload.
 
-`scalene run --cpu-only` profiles `python -m profiles.workload` for one tier, then
+`scalene run --cpu-only` profiles `python -m profiles.workload` for one tier (its train
+steps only: the set-up runs with profiling off), then
 `scalene view --standalone` writes a self-contained HTML (opens offline) and
 `scalene view --cli --reduced` a text view. Memory profiling is opt-in (memory=True) and
 runs fewer steps: scalene's memory mode slows a NumPy training loop by ~200x.
@@ -12,7 +13,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STEPS = {"loops": 3}
+STEPS = {"loops": 3}  # others: DEFAULT_STEPS, ~2-4 s of steps for scalene's 10 ms sampling
+DEFAULT_STEPS = 3000
 
 
 class ScaleneMissing(RuntimeError):
@@ -31,7 +33,7 @@ def scalene_cmd() -> list[str]:
 
 def profile(tier: str, out_dir: Path, steps: int | None = None,
             memory: bool = False) -> dict[str, Path]:
-    steps = steps or STEPS.get(tier, 300)
+    steps = steps or STEPS.get(tier, DEFAULT_STEPS)
     if memory:
         steps = max(1, steps // 20)
     exe = scalene_cmd()
@@ -40,9 +42,10 @@ def profile(tier: str, out_dir: Path, steps: int | None = None,
     stem = f"scalene-{tier}"
     json_path = work / f"{stem}.json"
     mode = ["--memory"] if memory else ["--cpu-only"]
-    run = [*exe, "run", *mode, "--no-stacks", "--program-path", str(REPO), "-o", str(json_path),
-           str(REPO / "profiles" / "workload.py"), "---", "--tier", tier,
-           "--steps", str(steps)]
+    # --off + --scalene-window: set-up (data loading, compilation) is not profiled
+    run = [*exe, "run", *mode, "--off", "--no-stacks", "--program-path", str(REPO),
+           "-o", str(json_path), str(REPO / "profiles" / "workload.py"), "---",
+           "--tier", tier, "--steps", str(steps), "--scalene-window"]
     _check(subprocess.run(run, cwd=REPO, capture_output=True, text=True), "scalene run")
     _check(subprocess.run([*exe, "view", "--standalone", json_path.name], cwd=work,
                           capture_output=True, text=True), "scalene view --standalone")

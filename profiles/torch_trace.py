@@ -7,6 +7,7 @@ so the trace shows the four phases with the operators (and, on CUDA, kernels) in
 
 import argparse
 import gzip
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from implementations.threads import set_threads
 from profiles.workload import mnist_batches, run_steps
 
 TRACE_STEPS = 5  # a short window keeps the committed trace small
+# Kineto's own start/stop chatter (and a GPU-count "error" on CPU-only machines) is noise
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
 class RecordFunctionClock:

@@ -24,8 +24,11 @@ def mnist_batches(model, steps: int, batch: int = BATCH):
     return [model.take(X, Y, idx) for idx in order]
 
 
-def run_steps(model, batches, lr: float = 0.1) -> None:
-    for xb, yb in batches:
+def run_steps(model, batches, lr: float = 0.1, steps: int | None = None) -> None:
+    """`steps` train steps (default: one per batch), cycling over `batches`."""
+    steps = len(batches) if steps is None else steps
+    for i in range(steps):
+        xb, yb = batches[i % len(batches)]
         model.train_step(xb, yb, lr)
     model.sync()
 
@@ -35,11 +38,19 @@ def main(argv=None) -> int:
     p.add_argument("--tier", required=True)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--scalene-window", action="store_true",
+                   help="under `scalene run --off`: profile only the train steps")
     args = p.parse_args(argv)
     model = build_model(args.tier, init_params(0))
-    batches = mnist_batches(model, args.steps)
-    run_steps(model, batches[: args.warmup])
-    run_steps(model, batches)
+    batches = mnist_batches(model, min(args.steps, 938))
+    run_steps(model, batches, steps=args.warmup)
+    if args.scalene_window:
+        from scalene import scalene_profiler
+
+        scalene_profiler.start()
+    run_steps(model, batches, steps=args.steps)
+    if args.scalene_window:
+        scalene_profiler.stop()
     return 0
 
 
