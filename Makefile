@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench bench-quick profile report lint clean
+.PHONY: setup test bench bench-quick profile report train-reference reference lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,18 @@ profile: $(STAMP)
 
 report: $(STAMP)
 	$(VENV)/bin/mnist-tiers report
+
+# 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
+REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile
+train-reference: $(STAMP)
+	@dir=bench/results/$$($(PY) -c "from implementations.machine import machine_name as m; print(m())"); \
+	mkdir -p $$dir; for t in $(REF_TIERS); do \
+	  echo "training $$t (10 epochs) -> $$dir/train-$$t.json"; \
+	  $(VENV)/bin/mnist-tiers train --tier $$t --epochs 10 --json --no-progress > $$dir/.train-$$t.tmp \
+	    && mv $$dir/.train-$$t.tmp $$dir/train-$$t.json || exit 1; done
+
+# the committed reference set of this machine: trainings, benchmarks, profiles, report
+reference: train-reference bench profile report
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -36,7 +36,6 @@ def main(argv=None) -> int:
     tmp = folder / f".{name}.partial"
     args = ["bench", "--benchmark-only", f"--benchmark-json={tmp}",
             "--benchmark-autosave", f"--benchmark-storage=file://{folder / 'autosave'}",
-            "--benchmark-max-time=0.25", "--benchmark-min-rounds=5",
             "--benchmark-columns=min,median,mean,stddev,rounds",
             "--benchmark-sort=mean", "-q", *argv]
     code = pytest.main(args)

@@ -43,10 +43,17 @@ class TrainResult:
 
 def evaluate(weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
              activation: str) -> float:
-    """Test accuracy (0..1) of read-back weights, computed the same way for every tier."""
+    """Test accuracy (0..1) of read-back weights, computed the same way for every tier.
+
+    Single-threaded BLAS: multi-threaded OpenBLAS leaves its workers spinning for a while
+    after a call, which would steal a core from the next (timed) epoch of a non-BLAS tier.
+    """
+    from threadpoolctl import threadpool_limits
+
     act = getattr(vectorized, f"{activation}_forward")
-    h = act(vectorized.linear_forward(x, weights["W1"], weights["b1"]))
-    logits = vectorized.linear_forward(h, weights["W2"], weights["b2"])
+    with threadpool_limits(1, user_api="blas"):
+        h = act(vectorized.linear_forward(x, weights["W1"], weights["b1"]))
+        logits = vectorized.linear_forward(h, weights["W2"], weights["b2"])
     return float(np.mean(logits.argmax(axis=1) == y))
 
 
