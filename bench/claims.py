@@ -30,7 +30,8 @@ def scratch_slower(runs) -> dict:
             for tier in SCRATCH:
                 if tier in t:
                     ratio = t[tier] / t["torch-cpu"]
-                    item = f"{tier} at batch {b} ({ratio:.2g}x torch-cpu's time, {run.name})"
+                    times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.2g}"
+                    item = f"{tier} at batch {b} ({times}x torch-cpu's time, {run.name})"
                     (holds if ratio > 1 else fails).append(item)
     return _verdict("The scratch implementation is generally slower due to Python loops.",
                     holds, fails, "slower than torch-cpu", "not slower than torch-cpu")

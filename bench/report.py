@@ -63,11 +63,12 @@ def epoch_table(run) -> list[str]:
              "vs numpy |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["extrapolated"] or r["mean"]):
         sec = r["extrapolated"] or r["mean"]
-        label = f"{sec:.3g}" + (" (extrapolated)" if r["extrapolated"] else "")
+        label = (f"{sec:,.0f}" if sec >= 100 else f"{sec:.3g}") + (
+            " (extrapolated)" if r["extrapolated"] else "")
         lines.append(
             f"| {r['tier']} | {r['loader']} | {label} | {60000 / sec:,.0f} | "
             f"{r['gflops'] or 0:.3g} | {100 * (r['fraction_of_peak'] or 0):.1f} | "
-            f"{sec / floor:.2f} | {numpy / sec if numpy else 0:.2f}x |")
+            f"{_ratio(sec / floor)[:-1]} | {_ratio(numpy / sec) if numpy else '-'} |")
     return lines + [""]
 
 
@@ -169,7 +170,8 @@ def build(result_paths=None, train_paths=None, out_dir=None) -> Path:
                   + "; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
     md += ["", "Times are pytest-benchmark means unless marked median; every timed result "
            "was checked against the float64 oracle first (correct: true). Ratios compare "
-           "tiers within one run only.", "", "## Claims checked", ""]
+           "tiers within one run only. Claim verdicts and crossovers use medians, which a few "
+           "descheduled calls on a shared machine cannot flip.", "", "## Claims checked", ""]
     md += claims_section(claims_mod.all_claims(runs, trainings, TIERS.values()))
     for run in runs:
         slug = re.sub(r"[^a-z0-9-]", "", run.name)
