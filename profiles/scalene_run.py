@@ -55,8 +55,9 @@ def profile(tier: str, out_dir: Path, steps: int | None = None,
                           capture_output=True, text=True, env={"COLUMNS": "160", "TERM": "dumb",
                                                                "PATH": "/usr/bin:/bin"})
     text = out_dir / f"{stem}.txt"
+    # paths relative to the repository: the view reads the same on every machine
     text.write_text(f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n\n"
-                    + view.stdout)
+                    + view.stdout.replace(f"{REPO}/", ""))
     return {"json": json_path, "html": html, "text": text}
 
 

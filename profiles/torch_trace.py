@@ -8,7 +8,6 @@ so the trace shows the four phases with the operators (and, on CUDA, kernels) in
 import argparse
 import gzip
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -60,8 +59,9 @@ def profile(tier: str, out_dir: Path, steps: int = 50) -> dict[str, Path]:
     table_path.write_text(header + table)
     raw = out_dir / f".torch-{tier}-trace.json"
     prof.export_chrome_trace(str(raw))
-    with open(raw, "rb") as src, gzip.open(trace_path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    repo = f"{Path(__file__).resolve().parent.parent}/"
+    with gzip.open(trace_path, "wt") as dst:  # paths relative to the repository
+        dst.write(raw.read_text().replace(repo, ""))
     raw.unlink()
     return {"table": table_path, "trace": trace_path}
 
