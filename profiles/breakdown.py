@@ -22,13 +22,16 @@ from implementations.registry import TIERS, build_model
 from implementations.threads import set_threads
 from profiles.workload import mnist_batches, run_steps
 
-DEFAULT_STEPS = {"loops": 5}
+DEFAULT_STEPS = {"loops": 5}  # others: 200
+DEFAULT_WARMUP = {"loops": 1}  # others: 10; loops has nothing to warm and takes ~1.5 s a step
 MEMORY_STEPS = 5
 
 
-def measure(tier: str, steps: int | None = None, warmup: int = 10, clock=None) -> dict:
+def measure(tier: str, steps: int | None = None, warmup: int | None = None,
+            clock=None) -> dict:
     """Run `steps` train steps at batch 64 after `warmup`; return ms per step per phase."""
     steps = steps or DEFAULT_STEPS.get(tier, 200)
+    warmup = DEFAULT_WARMUP.get(tier, 10) if warmup is None else warmup
     threads = set_threads()
     model = build_model(tier, init_params(0))
     batches = mnist_batches(model, min(steps, 938))
@@ -47,7 +50,7 @@ def measure(tier: str, steps: int | None = None, warmup: int = 10, clock=None) -
         "other_ms": step_ms - sum(per_step.values()),
         "compile_seconds": model.compile_seconds,
     }
-    result.update(memory(model, batches[:MEMORY_STEPS]))
+    result.update(memory(model, batches[:min(MEMORY_STEPS, steps)]))
     return result
 
 
