@@ -24,7 +24,7 @@ from profiles.workload import mnist_batches, run_steps
 
 DEFAULT_STEPS = {"loops": 5}  # others: 200
 DEFAULT_WARMUP = {"loops": 1}  # others: 10; loops has nothing to warm and takes ~1.5 s a step
-MEMORY_STEPS = 5
+MEMORY_STEPS = {"loops": 1}  # others: 5 (tracemalloc slows Python-heavy code severalfold)
 
 
 def measure(tier: str, steps: int | None = None, warmup: int | None = None,
@@ -50,7 +50,7 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
         "other_ms": step_ms - sum(per_step.values()),
         "compile_seconds": model.compile_seconds,
     }
-    result.update(memory(model, batches[:min(MEMORY_STEPS, steps)]))
+    result.update(memory(model, batches[:MEMORY_STEPS.get(tier, 5)]))
     return result
 
 
