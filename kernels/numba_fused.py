@@ -104,31 +104,52 @@ def _sgd_tn(dz, x, lr, Wt, b):
     """Wt -= lr * dz.T @ x and b -= lr * dz.sum(0), in place, without storing dW.
 
     dz (N, R) output gradient; x (N, C) layer input; Wt (R, C) weights stored transposed;
-    b (R,). Each thread builds one row of dW in a private (C,) buffer (2 x 4 register tile
-    over the samples, as in numba_cpu.matmul_tn) and subtracts it.
+    b (R,). Each task builds 4 rows of dW in a private (4, C) buffer and subtracts them at
+    once. 4 rows x 2 samples per pass (8 broadcast scalars, 2 loads of x, 8 FMAs per column):
+    the samples' rows are streamed from L2 once per 4 weight rows, not once per row, which
+    took this product from ~177 to ~133 us at 64 x 128 x 784 (1-row version: 1 x 4 tile).
     """
     N, R = dz.shape
     C = x.shape[1]
-    n4 = N - N % 4
-    for r in prange(R):
-        acc = np.zeros(C, dtype=np.float32)
-        gb = np.float32(0.0)
-        for n in range(0, n4, 4):
-            a0, a1, a2, a3 = dz[n, r], dz[n + 1, r], dz[n + 2, r], dz[n + 3, r]
-            gb += a0 + a1 + a2 + a3
-            x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
+    dzt = np.empty((R, N), np.float32)  # per-row scalars contiguous
+    for n in range(N):
+        for r in range(R):
+            dzt[r, n] = dz[n, r]
+    n2 = N - N % 2
+    for rb in prange((R + 3) // 4):
+        r0 = 4 * rb
+        acc = np.zeros((4, C), np.float32)
+        g0, g1, g2, g3 = acc[0], acc[1], acc[2], acc[3]
+        # a last partial block reads row R-1 for its missing rows and never writes them back
+        d0, d1 = dzt[r0], dzt[min(r0 + 1, R - 1)]
+        d2, d3 = dzt[min(r0 + 2, R - 1)], dzt[min(r0 + 3, R - 1)]
+        for n in range(0, n2, 2):
+            xa, xb = x[n], x[n + 1]
+            p0, p1, p2, p3 = d0[n], d1[n], d2[n], d3[n]
+            q0, q1, q2, q3 = d0[n + 1], d1[n + 1], d2[n + 1], d3[n + 1]
             for c in range(C):
-                acc[c] += a0 * x0[c] + a1 * x1[c] + a2 * x2[c] + a3 * x3[c]
-        for n in range(n4, N):
-            a0 = dz[n, r]
-            gb += a0
-            x0 = x[n]
+                u, v = xa[c], xb[c]
+                g0[c] += p0 * u + q0 * v
+                g1[c] += p1 * u + q1 * v
+                g2[c] += p2 * u + q2 * v
+                g3[c] += p3 * u + q3 * v
+        if n2 < N:
+            xa = x[n2]
+            p0, p1, p2, p3 = d0[n2], d1[n2], d2[n2], d3[n2]
             for c in range(C):
-                acc[c] += a0 * x0[c]
-        w = Wt[r]
-        for c in range(C):
-            w[c] -= lr * acc[c]
-        b[r] -= lr * gb
+                u = xa[c]
+                g0[c] += p0 * u
+                g1[c] += p1 * u
+                g2[c] += p2 * u
+                g3[c] += p3 * u
+        for i in range(min(4, R - r0)):
+            w, a, d = Wt[r0 + i], acc[i], dzt[r0 + i]
+            for c in range(C):
+                w[c] -= lr * a[c]
+            gb = np.float32(0.0)
+            for n in range(N):
+                gb += d[n]
+            b[r0 + i] -= lr * gb
 
 
 @njit(inline="always")
