@@ -4,8 +4,6 @@ import time
 from collections import defaultdict
 from contextlib import nullcontext
 
-NULL_CLOCK = None  # set below: the shared do-nothing clock every model starts with
-
 
 class NullClock:
     """Does nothing: `with clock("forward/linear1"):` costs one reused nullcontext."""
@@ -52,4 +50,4 @@ class _Span:
         return False
 
 
-NULL_CLOCK = NullClock()
+NULL_CLOCK = NullClock()  # the shared do-nothing clock every model starts with

@@ -113,10 +113,6 @@ _ENTRIES = [
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}
 
 
-def register(tier: Tier) -> None:
-    TIERS[tier.name] = tier
-
-
 def get_tier(name: str) -> Tier:
     """The tier called `name`; a clear ValueError listing the known names otherwise."""
     try:
