@@ -30,7 +30,7 @@ def scratch_slower(runs) -> dict:
             for tier in SCRATCH:
                 if tier in t:
                     ratio = t[tier] / t["torch-cpu"]
-                    times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.2g}"
+                    times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
                     item = f"{tier} at batch {b} ({times}x torch-cpu's time, {run.name})"
                     (holds if ratio > 1 else fails).append(item)
     return _verdict("The scratch implementation is generally slower due to Python loops.",
@@ -49,7 +49,7 @@ def pytorch_faster(runs) -> dict:
                 continue
             bt, bs = min(torch, key=torch.get), min(scratch, key=scratch.get)
             speedup = scratch[bs] / torch[bt]
-            item = (f"batch {b} on {run.name}: best torch tier {bt} is {speedup:.2g}x "
+            item = (f"batch {b} on {run.name}: best torch tier {bt} is {speedup:.3g}x "
                     f"the speed of the best scratch tier {bs}")
             (holds if speedup >= SIGNIFICANT else fails).append(item)
     return _verdict("PyTorch is significantly faster due to its optimized backend and "
