@@ -86,7 +86,7 @@ def write(out_dir: Path, results: dict, info: dict) -> Path:
             f"{', GPU ' + info['gpu'] if info.get('gpu') else ''}); date {info['date']}; "
             f"versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     how = ("Phase times come from timers around each op (synchronized on a GPU); 200 train "
-           "steps at batch 64 after 10 warm-up steps (loops: 5). Regenerate with "
+           "steps at batch 64 after 10 warm-up steps (loops: 5 after 1). Regenerate with "
            "`make profile` or `mnist-tiers profile --tier T`.")
     md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
           "", table, "", "## Reports", ""]
