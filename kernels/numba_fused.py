@@ -84,19 +84,27 @@ def _output_softmax_ce(a1, W2t, b2, y, z2, dz2):
 @njit(inline="always")
 def _hidden_backward(dz2, W2t, z1, a1, act, dz1):
     """dz1 = (dz2 @ W2t) * act'(z1), overwritten: dh never stored. dz2 (N, K); W2t (K, H);
-    z1, a1, dz1 (N, H)."""
+    z1, a1, dz1 (N, H). Each dh row is built as K axpys over contiguous rows of W2t
+    (vectorized over H), then scaled by the activation's derivative in the same row."""
     N, H = z1.shape
     K = dz2.shape[1]
     for n in range(N):
+        row = dz1[n]
         for h in range(H):
-            g = np.float32(0.0)
-            for k in range(K):
-                g += dz2[n, k] * W2t[k, h]
-            if act == RELU:
-                dz1[n, h] = g if z1[n, h] > 0 else np.float32(0.0)
-            else:
+            row[h] = 0.0
+        for k in range(K):
+            g = dz2[n, k]
+            w = W2t[k]
+            for h in range(H):
+                row[h] += g * w[h]
+        if act == RELU:
+            for h in range(H):
+                if z1[n, h] <= 0:
+                    row[h] = 0.0
+        else:
+            for h in range(H):
                 s = a1[n, h]
-                dz1[n, h] = g * s * (1 - s)
+                row[h] *= s * (1 - s)
 
 
 @njit(inline="always")
