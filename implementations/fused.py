@@ -40,16 +40,16 @@ class NumbaFusedMLP(Model):
         n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
         z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
         z2, dz2 = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+        forward = nf.pick(n)[1]
         with self.clock("forward"):
-            loss = nf.forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act,
-                              z1, a1, z2, dz2)
+            loss = forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act, z1, a1, z2, dz2)
         self._last = z2
         return loss
 
     def train_step(self, x, y, lr):
+        step = nf.pick(x.shape[0])[0]
         with self.clock("fused_step"):
-            return nf.train_step(x, y, self.W1t, self.b1, self.W2t, self.b2,
-                                 np.float32(lr), self.act)
+            return step(x, y, self.W1t, self.b1, self.W2t, self.b2, np.float32(lr), self.act)
 
     def train_epoch(self, X, Y, batches, lr):
         order = np.concatenate(batches)
@@ -57,8 +57,8 @@ class NumbaFusedMLP(Model):
         if any(len(b) != batch_size for b in batches[:-1]):
             raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
-        nf.train_epoch(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
-                       np.float32(lr), self.act, losses)
+        nf.pick(batch_size)[2](X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
+                               np.float32(lr), self.act, losses)
         return losses
 
     def predict(self, x):

@@ -107,8 +107,9 @@ class Model:
 def warm_up(model: Model, batch_sizes=(1, 64)) -> float:
     """Compile/warm a model outside any timed region; its weights are restored afterwards.
 
-    Runs a train step and a prediction on seeded throwaway batches of each size (a tier may
-    pick different code per size), then one train_epoch over them. Returns the seconds spent.
+    Runs a train step, a prediction and a two-batch train_epoch (a full and a partial batch)
+    on seeded throwaway data for each batch size (a tier may pick different code per size).
+    Returns the seconds spent.
     """
     import time
 
@@ -118,15 +119,12 @@ def warm_up(model: Model, batch_sizes=(1, 64)) -> float:
     d, k = saved["W1"].shape[0], saved["W2"].shape[1]
     t0 = time.perf_counter()
     for n in batch_sizes:
-        x, y = random_batch(n, d, k, seed=n)
+        x, y = random_batch(n + 1, d, k, seed=n)
         X, Y = model.prepare(x, y)
         xb, yb = model.take(X, Y, np.arange(n))
         model.train_step(xb, yb, 1e-3)
-        model.predict(x)
-    x, y = random_batch(max(batch_sizes) + 1, d, k)
-    X, Y = model.prepare(x, y)
-    n = x.shape[0]
-    model.train_epoch(X, Y, [np.arange(0, n - 1), np.arange(n - 1, n)], 1e-3)
+        model.predict(x[:n])
+        model.train_epoch(X, Y, [np.arange(n), np.array([n])], 1e-3)  # full + partial batch
     model.sync()
     model.load_weights(saved)
     return time.perf_counter() - t0

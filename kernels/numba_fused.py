@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._jit import FMA_REASSOC
-from kernels.numba_cpu import nt_kernel
+from kernels.numba_cpu import PARALLEL_MIN_ROWS, nt_kernel
 
 # The helpers are inlined (Numba IR level) into the three compiled entry points below, which
 # are the only parallel functions here: their prange loops then belong to one compilation
@@ -181,30 +181,8 @@ def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
     return loss
 
 
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
-def train_step(x, y, W1t, b1, W2t, b2, lr, act):
-    """One fused SGD step on a batch, weights updated in place; returns the loss.
-
-    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
-    """
-    return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
-
-
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
-def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
-    """The fused forward alone: hidden layer, then output + softmax-CE. Returns the loss;
-    z1, a1 (N, H), z2, dz2 (N, K) overwritten."""
-    _hidden_forward(x, W1t, b1, act, z1, a1)
-    return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
-
-
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
-def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
-    """One epoch in compiled code: batches are consecutive slices of `order`, the last one
-    partial, exactly like implementations.experiment.epoch_batches.
-
-    X (S, D) float32; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),) overwritten.
-    """
+@njit(inline="always")
+def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     S, D = X.shape
     xb = np.empty((batch_size, D), np.float32)
     yb = np.empty(batch_size, np.int64)
@@ -217,3 +195,61 @@ def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
             yb[i] = Y[src]
         losses[step] = _train_step(xb[:n], yb[:n], W1t, b1, W2t, b2, lr, act)
         step += 1
+
+
+# The compiled entry points, each in a threaded and a serial build (separate functions, so
+# their on-disk cache entries never mix). Below numba_cpu.PARALLEL_MIN_ROWS samples a thread
+# hand-off costs more than the work it shares: callers pick with `pick(n)`.
+
+
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+def train_step(x, y, W1t, b1, W2t, b2, lr, act):
+    """One fused SGD step on a batch, weights updated in place; returns the loss.
+
+    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
+    """
+    return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True)
+def train_step_serial(x, y, W1t, b1, W2t, b2, lr, act):
+    """train_step on one thread."""
+    return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
+    """The fused forward alone: hidden layer, then output + softmax-CE. Returns the loss;
+    z1, a1 (N, H), z2, dz2 (N, K) overwritten."""
+    _hidden_forward(x, W1t, b1, act, z1, a1)
+    return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True)
+def forward_serial(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
+    """forward on one thread."""
+    _hidden_forward(x, W1t, b1, act, z1, a1)
+    return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
+    """One epoch in compiled code: batches are consecutive slices of `order`, the last one
+    partial, exactly like implementations.experiment.epoch_batches.
+
+    X (S, D) float32; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),) overwritten.
+    """
+    _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)
+
+
+@njit(fastmath=FMA_REASSOC, cache=True)
+def train_epoch_serial(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
+    """train_epoch on one thread."""
+    _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)
+
+
+def pick(n: int):
+    """The entry points (train_step, forward, train_epoch) to use for batches of n samples."""
+    if n >= PARALLEL_MIN_ROWS:
+        return train_step, forward, train_epoch
+    return train_step_serial, forward_serial, train_epoch_serial

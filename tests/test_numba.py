@@ -30,10 +30,12 @@ def test_own_matmuls_match_numpy(m, k, n):
                  A.T.astype(np.float64) @ C, **{"rtol": 1e-4, "atol": 1e-4 * np.sqrt(m)})
 
 
+@pytest.mark.parametrize("threads", ["parallel", "serial"])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("n", [1, 13, 64])
-def test_fused_step_matches_unfused_composition(n, activation):
-    """One fused step == the numba tier's op-by-op step (forward, backward, update)."""
+def test_fused_step_matches_unfused_composition(n, activation, threads):
+    """One fused step == the numba tier's op-by-op step (forward, backward, update), in both
+    the threaded and the serial build."""
     d, h, k = 29, 17, 10
     params = random_params(d, h, k, seed=n)
     x, y = random_batch(n, d, k, seed=n)
@@ -42,16 +44,18 @@ def test_fused_step_matches_unfused_composition(n, activation):
     W1t, W2t = np.ascontiguousarray(params["W1"].T), np.ascontiguousarray(params["W2"].T)
     b1, b2 = params["b1"].copy(), params["b2"].copy()
     act = nf.RELU if activation == "relu" else nf.SIGMOID
-    loss = nf.train_step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act)
+    step = nf.train_step if threads == "parallel" else nf.train_step_serial
+    loss = step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act)
     assert_close("fused loss", loss, ref_loss)
     ref = unfused.weights()
     for name, got in {"W1": W1t.T, "b1": b1, "W2": W2t.T, "b2": b2}.items():
         assert_close(f"fused {name}", got, ref[name])
 
 
-def test_fused_epoch_matches_its_steps_including_partial_batch():
-    x, y = random_batch(100, 784, 10, seed=9)  # 100 = 3 x 32 + 4: a partial last batch
-    batches = epoch_batches(100, 32, seed=0, epoch=0)
+@pytest.mark.parametrize("batch", [8, 32])  # the serial and the threaded build
+def test_fused_epoch_matches_its_steps_including_partial_batch(batch):
+    x, y = random_batch(100, 784, 10, seed=9)  # not a multiple of either: a partial batch
+    batches = epoch_batches(100, batch, seed=0, epoch=0)
     by_epoch = build_model("numba-fused", init_params(0))
     by_steps = build_model("numba-fused", init_params(0))
     losses = by_epoch.train_epoch(*by_epoch.prepare(x, y), batches, 0.1)
