@@ -66,11 +66,12 @@ def _best_seconds(fn, repeats: int) -> float:
 
 @cache
 def cpu_peaks() -> dict[str, float]:
-    """sgemm GFLOP/s (2048^3 float32, BLAS) and copy GB/s (64 MiB, read + write), best of 5."""
+    """sgemm GFLOP/s (2048^3 float32, BLAS; best of 15: on a shared VM a few calls lose a
+    core) and copy GB/s (64 MiB, read + write, best of 5)."""
     n = 2048
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = a.copy()
-    sgemm = 2 * n**3 / _best_seconds(lambda: a @ b, 5) / 1e9
+    sgemm = 2 * n**3 / _best_seconds(lambda: a @ b, 15) / 1e9
     src = np.ones(16 * 2**20, np.float32)
     dst = np.empty_like(src)
     copy = 2 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), 5) / 1e9
