@@ -83,7 +83,7 @@ def dataloader_efficient(runs) -> dict:
                     "within 10% of resident tensors", "more than 10% slower than resident")
 
 
-def _epochs_to(acc, target=0.97):
+def epochs_to(acc, target=0.97):
     return next((i + 1 for i, a in enumerate(acc) if a >= target), None)
 
 
@@ -105,7 +105,7 @@ def accuracy_claims(trainings) -> list[dict]:
             item = (f"{tt['tier']} vs {st['tier']} ({tt['activation']}): after {n} epochs "
                     f"{100 * diff:+.2f} points, largest gap {100 * gap:.2f} points")
             (better if diff > ACC_MARGIN else worse).append(item)
-            et, es = _epochs_to(tt["test_accuracy"]), _epochs_to(st["test_accuracy"])
+            et, es = epochs_to(tt["test_accuracy"]), epochs_to(st["test_accuracy"])
             item = f"{tt['tier']} reaches 97% at epoch {et}, {st['tier']} at epoch {es}"
             (more if (es or 99) > (et or 99) else fewer).append(item)
     untested = not (torch and scratch)

@@ -1,9 +1,7 @@
 """Helpers of the benchmark suite: verified timing, FLOP bookkeeping, the machine's peak."""
 
-import numpy as np
 import pytest
 
-from implementations.checks import assert_close
 from implementations.machine import cpu_peaks, gpu_peaks
 
 
@@ -43,7 +41,3 @@ def timed(benchmark, fn, *, slow: bool, rounds: int = 3):
     if slow:
         return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
     return benchmark(fn)
-
-
-def close(name, got, want, **tol):
-    assert_close(name, np.asarray(got), np.asarray(want), **tol)

@@ -15,6 +15,15 @@ def _save(fig, path):
     return path
 
 
+def _loglog(ax, xlabel, ylabel, title, legend_size=8):
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+
+
 def step_times(run, path):
     """Train-step time per tier, one bar group per batch size, log scale."""
     groups = run.groups("train_step")
@@ -47,12 +56,8 @@ def throughput(run, path, crossovers):
     for text, (b, s) in crossovers:
         ax.annotate(text, (b, s), textcoords="offset points", xytext=(5, -15), fontsize=8,
                     arrowprops={"arrowstyle": "->"})
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("samples/s (train step, from the median)")
-    ax.set_title(f"Throughput vs batch size ({run.name})")
-    ax.legend(fontsize=8)
+    _loglog(ax, "batch size", "samples/s (train step, from the median)",
+            f"Throughput vs batch size ({run.name})")
     return _save(fig, path)
 
 
@@ -86,12 +91,9 @@ def roofline(run, path):
         rows = [r for r in run.rows if r["group"].startswith("train_step") and r["tier"] == tier]
         xs = [r["flops"] / step_bytes(r["batch"]) for r in rows]
         ax.scatter(xs, [r["gflops"] for r in rows], label=tier, s=25)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP per byte of minimal traffic)")
-    ax.set_ylabel("achieved GFLOP/s (train step)")
-    ax.set_title(f"Roofline, train step at each batch size ({run.name})")
-    ax.legend(fontsize=7)
+    _loglog(ax, "arithmetic intensity (FLOP per byte of minimal traffic)",
+            "achieved GFLOP/s (train step)",
+            f"Roofline, train step at each batch size ({run.name})", legend_size=7)
     return _save(fig, path)
 
 

@@ -127,7 +127,7 @@ def training_table(trainings) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for t in trainings:
         acc = t["test_accuracy"]
-        e97 = claims_mod._epochs_to(acc)
+        e97 = claims_mod.epochs_to(acc)
         t97 = f"{sum(t['epoch_seconds'][:e97]):.1f}" if e97 else "-"
         lines.append(f"| {t['tier']} | {t['activation']} | {len(acc)} | {100 * acc[-1]:.2f} | "
                      f"{e97 or '-'} | {t97} | {sum(t['epoch_seconds']) / len(acc):.3g} | "

@@ -11,9 +11,9 @@ import importlib
 import numpy as np
 import pytest
 
-from bench.common import close, record, timed, verify
+from bench.common import record, timed, verify
 from bench.conftest import batch_sizes
-from implementations.checks import oracle_step, random_batch
+from implementations.checks import assert_close, oracle_step, random_batch
 from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
 from implementations.registry import TIERS, build_model
 from kernels import vectorized as oracle
@@ -82,8 +82,8 @@ def test_pass(benchmark, tier, pass_, batch):
 
     if pass_ == "forward":
         def check():
-            close(f"{tier} loss", float(m.forward(xb, yb)), ref["loss"])
-            close(f"{tier} logits", m.logits(), ref["logits"])
+            assert_close(f"{tier} loss", float(m.forward(xb, yb)), ref["loss"])
+            assert_close(f"{tier} logits", m.logits(), ref["logits"])
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.forward(xb, yb)), slow=slow)
     elif pass_ == "backward":
@@ -91,7 +91,7 @@ def test_pass(benchmark, tier, pass_, batch):
             m.forward(xb, yb)
             m.backward()
             for name, g in m.gradients().items():
-                close(f"{tier} {name}", g, ref[name])
+                assert_close(f"{tier} {name}", g, ref[name])
         verify(tier, check)
         benchmark.pedantic(synced(m, m.backward), setup=lambda: (m.forward(xb, yb), m.sync(),
                                                                   None)[-1],
@@ -100,7 +100,7 @@ def test_pass(benchmark, tier, pass_, batch):
         def check():
             m.train_step(xb, yb, LR)
             for name, w in m.weights().items():
-                close(f"{tier} updated {name}", w, ref[name])
+                assert_close(f"{tier} updated {name}", w, ref[name])
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=slow)
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=batch,
@@ -143,7 +143,7 @@ def test_epoch(benchmark, tier, loader, mnist_train):
 
     def check():  # doubles as the untimed warm-up epoch
         got = m.train_epoch(X, Y, batches, LR)
-        close(f"{tier} epoch mean loss", np.mean(got), np.mean(ref), rtol=2e-3, atol=0)
+        assert_close(f"{tier} epoch mean loss", np.mean(got), np.mean(ref), rtol=2e-3, atol=0)
     verify(tier, check)
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
                        rounds=2, iterations=1)
@@ -216,7 +216,7 @@ def test_kernel(benchmark, tier, kernel, batch):
     def check():
         for i, (got, want) in enumerate(zip(kernel_outputs(k, fn(*args)),
                                             kernel_outputs(oracle, ref), strict=True)):
-            close(f"{tier} {kernel}[{i}]", got, want)
+            assert_close(f"{tier} {kernel}[{i}]", got, want)
     verify(tier, check)
     timed(benchmark, lambda: fn(*args), slow=slow)
     record(benchmark, tier=tier, device="cpu", batch=batch, flops=flops, kernel=kernel)
@@ -248,7 +248,7 @@ def test_matmul(benchmark, shape, impl):
     }
     fn, ref = calls[impl]
     benchmark.group = f"matmul {m}x{kk}x{n}"
-    verify(impl, lambda: close(impl, fn(), ref, rtol=1e-4, atol=1e-3))
+    verify(impl, lambda: assert_close(impl, fn(), ref, rtol=1e-4, atol=1e-3))
     benchmark(fn)
     record(benchmark, tier=impl, device="cpu", batch=m, flops=2 * m * kk * n,
            shape="x".join(map(str, shape)))
