@@ -21,12 +21,25 @@ def peak_gflops(device: str) -> float:
     return cpu_peaks()["sgemm_gflops"]
 
 
+def mean_seconds(benchmark) -> float | None:
+    """The timed mean of a benchmark, or None when nothing was timed (--benchmark-disable
+    runs each benchmark once as a plain test)."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.mean
+
+
 def record(benchmark, *, tier: str, device: str, batch: int, flops: int | None,
            samples: int | None = None, **extra) -> None:
-    """Fill extra_info after timing: GFLOP/s from the measured mean, fraction of peak."""
-    mean = benchmark.stats.stats.mean
+    """Fill extra_info after timing: what ran (tier, batch, the thread count every library
+    really used), GFLOP/s from the measured mean and the fraction of peak."""
+    from implementations.threads import current_threads
+
     info = benchmark.extra_info
-    info.update(tier=tier, device=device, batch=batch, correct=True, **extra)
+    info.update(tier=tier, device=device, batch=batch, correct=True,
+                threads=current_threads(), **extra)
+    mean = mean_seconds(benchmark)
+    if mean is None:
+        return
     if flops:
         gflops = flops / mean / 1e9
         info.update(flops=flops, gflops=round(gflops, 3),

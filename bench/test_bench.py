@@ -11,8 +11,8 @@ import importlib
 import numpy as np
 import pytest
 
-from bench.common import record, timed, verify
-from bench.conftest import batch_sizes
+from bench.common import mean_seconds, record, timed, verify
+from bench.plugin import batch_sizes
 from implementations.checks import assert_close, oracle_step, random_batch
 from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
 from implementations.registry import TIERS, build_model
@@ -148,8 +148,8 @@ def test_epoch(benchmark, tier, loader, mnist_train):
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
                        rounds=2, iterations=1)
     extra = {"loader": loader, "epoch_samples": n}
-    if slow:
-        extra["extrapolated_epoch_seconds"] = benchmark.stats.stats.mean * 60000 / n
+    if slow and mean_seconds(benchmark) is not None:
+        extra["extrapolated_epoch_seconds"] = mean_seconds(benchmark) * 60000 / n
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=64,
            flops=step_flops(n)["train_step"], samples=n, **extra)

@@ -2,13 +2,43 @@
 
 import argparse
 import json
+import math
 import sys
+import warnings
 
 PRESETS = {
     # the seed's two configurations: its from-scratch net used sigmoid, its PyTorch net ReLU
     "seed-scratch": {"activation": "sigmoid"},
     "seed-pytorch": {"activation": "relu"},
 }
+
+
+def whole_number(minimum: int):
+    """An argparse type: an int >= minimum, with a message that names the rule."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, "
+                                             f"got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _cmd_tiers(args) -> int:
@@ -18,6 +48,8 @@ def _cmd_tiers(args) -> int:
     for tier in TIERS.values():
         reason = tier.unavailable_reason
         state = "available" if reason is None else f"unavailable: {reason}"
+        if reason is None and tier.notes:
+            state += f" ({tier.notes})"
         print(f"{tier.name:<{width}}  [{tier.device}] {tier.description}")
         print(f"{'':<{width}}  {state}")
     return 0
@@ -61,7 +93,7 @@ def _cmd_train(args) -> int:
                    model_options=options)
     bar.close()
     print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
-          f"threads: {result.threads}")
+          f"threads: {result.threads} (every library: {result.threads_by_library})")
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -70,14 +102,15 @@ def _cmd_train(args) -> int:
 def _cmd_profile(args) -> int:
     from profiles.driver import profile
 
-    profile(args.tier or None, steps=args.steps, scalene=not args.no_scalene)
+    profile(args.tier or None, steps=args.steps, scalene=not args.no_scalene,
+            reference=args.reference)
     return 0
 
 
 def _cmd_report(args) -> int:
     from bench.report import build
 
-    md = build(args.results, args.train, args.out)
+    md = build(args.results, args.train, args.out, reference=args.reference)
     print(f"report: {md}\n        {md.with_suffix('.html')}")
     return 0
 
@@ -92,18 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one tier from the shared init and data order")
     t.add_argument("--tier", required=True, help="tier name (see `mnist-tiers tiers`)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=whole_number(1), default=10)
+    t.add_argument("--batch-size", type=whole_number(1), default=64)
     t.add_argument("--activation", choices=["relu", "sigmoid"], default=None,
                    help="hidden activation (default relu, or the preset's)")
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="seed-scratch: sigmoid; seed-pytorch: relu")
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=int, default=None,
+    t.add_argument("--lr", type=positive_number, default=0.1)
+    t.add_argument("--seed", type=whole_number(0), default=0)
+    t.add_argument("--limit", type=whole_number(1), default=None,
                    help="train on the first N training samples only")
-    t.add_argument("--threads", type=int, default=None,
-                   help="threads for every CPU library (default: all cores)")
+    t.add_argument("--threads", type=whole_number(1), default=None,
+                   help="threads for every CPU library (default: all cores; more than the "
+                        "cores warns and runs the cores)")
     t.add_argument("--data-dir", default=None,
                    help="folder with the four MNIST IDX files (default: vendored copy)")
     t.add_argument("--loader", choices=["resident", "dataloader"], default="resident",
@@ -115,18 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("profile", help="phase breakdown, scalene and torch.profiler reports")
     pr.add_argument("--tier", action="append",
                     help="profile this tier (repeatable; default: every available tier)")
-    pr.add_argument("--steps", type=int, default=None,
+    pr.add_argument("--steps", type=whole_number(1), default=None,
                     help="train steps for the breakdown (default 200; loops 5)")
     pr.add_argument("--no-scalene", action="store_true", help="skip the scalene runs")
+    pr.add_argument("--reference", action="store_true",
+                    help="write the committed reference set (profiles/reports/<machine>) "
+                         "instead of out/profiles/<machine>")
 
     rp = sub.add_parser("report", help="tables, plots and claim verdicts from saved results")
     rp.add_argument("--results", action="append",
                     help="a pytest-benchmark JSON (repeatable; default: every "
-                         "bench/results/*/latest.json)")
+                         "out/bench/*/latest.json, else bench/results/*/latest.json)")
     rp.add_argument("--train", action="append",
                     help="output of `mnist-tiers train --json` (repeatable; default: "
-                         "bench/results/*/train-*.json)")
-    rp.add_argument("--out", default=None, help="output folder (default: next to the results)")
+                         "out/bench/*/train-*.json, else bench/results/*/train-*.json)")
+    rp.add_argument("--out", default=None, help="output folder (default: out/report)")
+    rp.add_argument("--reference", action="store_true",
+                    help="read and rewrite the committed reference set (bench/results)")
     return p
 
 
@@ -134,8 +173,20 @@ COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile,
             "report": _cmd_report}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our own warnings as one line each (`mnist-tiers: warning: ...`), others as usual."""
+    if category.__module__.startswith(("implementations", "kernels", "bench", "profiles")):
+        print(f"mnist-tiers: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     from implementations.data import DataError
     from implementations.training import DivergedError
 

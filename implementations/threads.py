@@ -1,23 +1,78 @@
-"""One thread count for every CPU tier: Numba, the BLAS under NumPy, and torch."""
+"""One thread count for every CPU library: Numba, the BLAS under NumPy, OpenMP and torch.
+
+`set_threads(n)` applies the count to every thread pool that is loaded (it loads NumPy,
+SciPy's BLAS, torch and Numba first: threadpoolctl only reaches libraries already in the
+process) and to the environment (for libraries loaded later and for child processes), then
+reads back what each library really uses. `thread_counts()` is that read-back; results
+record it, never the number that was asked for.
+"""
 
 import os
+import warnings
 
-_current: int | None = None
+# for pools loaded later and for child processes; not NUMBA_NUM_THREADS: read at Numba's
+# import, it would cap this process's pool for good
+_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class ThreadsWarning(UserWarning):
+    """A thread request that was adjusted, or libraries that disagree on their count."""
 
 
 def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
 
-def set_threads(n: int | None = None) -> int:
-    """Set the thread count of Numba, OpenBLAS/MKL (threadpoolctl) and torch; returns it."""
-    global _current
-    n = n or available_cores()
+def check_threads(n) -> int | None:
+    """`n` as a thread request: None (all cores) or an int >= 1; a clear ValueError otherwise.
+
+    Asking for more threads than cores warns (ThreadsWarning) and returns the core count:
+    an oversubscribed OpenBLAS spins its workers against each other (16 threads on 2 cores
+    made a NumPy epoch ~380x slower here), and Numba cannot exceed its start-up pool anyway,
+    so only a clamped count keeps every library on the same number.
+    """
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"--threads must be a whole number >= 1, got {n!r}")
     if n < 1:
-        raise ValueError(f"--threads must be >= 1, got {n}")
+        raise ValueError(f"--threads must be >= 1 (or left out for all {available_cores()} "
+                         f"cores), got {n}")
+    cores = available_cores()
+    if n > cores:
+        warnings.warn(f"--threads {n} asks for more threads than the {cores} cores this "
+                      f"process may use; running {cores} threads (oversubscribed thread "
+                      f"pools spin against each other and distort every timing)",
+                      ThreadsWarning, stacklevel=2)
+        return cores
+    return n
+
+
+def _load_libraries():
+    """Import what brings a thread pool, so that threadpoolctl can see and limit it."""
+    import numpy  # noqa: F401  (its OpenBLAS)
+
+    for name in ("scipy.linalg", "torch", "numba"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def set_threads(n: int | None = None) -> int:
+    """Give every CPU library n threads (default: all cores); returns the count that runs.
+
+    Raises ValueError for counts that make no sense; warns (ThreadsWarning) when n exceeds
+    the cores, then uses the cores, and when a library ends on another count than asked.
+    """
+    n = check_threads(n) or available_cores()
+    for var in _ENV_VARS:
+        os.environ[var] = str(n)
+    _load_libraries()
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
@@ -33,9 +88,33 @@ def set_threads(n: int | None = None) -> int:
         torch.set_num_threads(n)
     except ImportError:
         pass
-    _current = n
-    return n
+    counts = thread_counts()
+    off = {lib: c for lib, c in counts.items() if c != n}
+    if off:
+        warnings.warn(f"asked every library for {n} threads, but these run another count: "
+                      f"{off}", ThreadsWarning, stacklevel=2)
+    return current_threads()
+
+
+def thread_counts() -> dict[str, int]:
+    """What each loaded library uses now: threadpoolctl's view of every BLAS/OpenMP pool
+    ("<api>:<library file>"), plus Numba's and torch's own counts (if imported)."""
+    import sys
+
+    from threadpoolctl import threadpool_info
+
+    out = {}
+    for pool in threadpool_info():
+        lib = os.path.basename(pool.get("filepath", "")) or pool.get("prefix", "?")
+        out[f"{pool['internal_api']}:{lib}"] = int(pool["num_threads"])
+    if "numba" in sys.modules:
+        out["numba"] = int(sys.modules["numba"].get_num_threads())
+    if "torch" in sys.modules:
+        out["torch"] = int(sys.modules["torch"].get_num_threads())
+    return out
 
 
 def current_threads() -> int:
-    return _current or available_cores()
+    """The thread count every library runs with now: the largest of `thread_counts()`
+    (they agree after set_threads; set_threads warns when they do not)."""
+    return max(thread_counts().values(), default=1)

@@ -29,6 +29,7 @@ class TrainResult:
     limit: int | None
     threads: int
     compile_seconds: float
+    threads_by_library: dict = field(default_factory=dict)
     epoch_seconds: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -68,6 +69,22 @@ def check_losses(losses: np.ndarray, epoch: int) -> None:
         )
 
 
+def _whole(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def check_settings(epochs, batch_size, lr, seed, limit) -> None:
+    """Raise a ValueError naming the setting unless every value makes sense."""
+    _whole("--epochs", epochs, 1)
+    _whole("--batch-size", batch_size, 1)
+    _whole("--seed", seed, 0)
+    if limit is not None:
+        _whole("--limit", limit, 1)
+    if not (isinstance(lr, int | float) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr (learning rate) must be a finite number > 0, got {lr!r}")
+
+
 def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
           activation: str = "relu", seed: int = 0, limit: int | None = None,
           data_dir=None, threads: int | None = None, on_epoch=None,
@@ -78,19 +95,14 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     Epoch seconds cover only the epoch's steps (synchronized); evaluation and compilation
     are outside them.
     """
-    from implementations.threads import set_threads
+    from implementations.threads import set_threads, thread_counts
 
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if not lr > 0:
-        raise ValueError(f"learning rate must be > 0, got {lr}")
+    check_settings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
     n_threads = set_threads(threads)
     mn = mnist_data.load_mnist(data_dir)
     x_train = mnist_data.normalize(mn.train_images)
     y_train = mn.train_labels.astype(np.int64)
     if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
         x_train, y_train = x_train[:limit], y_train[:limit]
     x_test = mnist_data.normalize(mn.test_images)
     y_test = mn.test_labels.astype(np.int64)
@@ -104,7 +116,7 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     model.sync()
     compile_seconds = model.compile_seconds + time.perf_counter() - t0
     result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
-                         compile_seconds, extra=getattr(model, "options", {}))
+                         compile_seconds, thread_counts(), extra=getattr(model, "options", {}))
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(epochs):
             batches = epoch_batches(n, batch_size, seed, epoch)

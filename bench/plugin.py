@@ -1,0 +1,112 @@
+"""The benchmark suite's pytest plugin: options, markers, thread set-up and machine info.
+
+Registered for every pytest run of this project (`-p bench.plugin` in pyproject's addopts),
+so its options work as written whatever paths are given: `pytest --benchmark-only
+--threads 1` as well as `pytest bench --threads 1`. Problems with the options are usage
+errors before anything is collected or timed.
+"""
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+DEFAULT_BATCHES = (1, 64, 1024)
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("mnist-tiers benchmarks")
+    g.addoption("--quick", action="store_true",
+                help="only the quick selection (train step at batch 64, the matmul shapes)")
+    g.addoption("--batch-sizes", default=",".join(map(str, DEFAULT_BATCHES)),
+                help="comma-separated batch sizes (default 1,64,1024)")
+    g.addoption("--threads", default=None,
+                help="threads for every CPU library (default: all cores)")
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """'1,64,1024' -> [1, 64, 1024]; ValueError naming the bad entry otherwise."""
+    sizes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"--batch-sizes takes whole numbers >= 1 separated by commas "
+                             f"(e.g. 1,64,1024), got {part!r}")
+        sizes.append(int(part))
+    if not sizes:
+        raise ValueError("--batch-sizes is empty; give e.g. --batch-sizes 1,64,1024")
+    return sizes
+
+
+def parse_threads(value) -> int | None:
+    """The --threads option as a count (None: all cores); ValueError for non-numbers."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--threads must be a whole number >= 1, got {value!r}") from None
+
+
+def _prepare_json_path(config) -> None:
+    """Create --benchmark-json's folder now, so a long run never ends without its file."""
+    path = config.getoption("benchmark_json", None)
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise pytest.UsageError(f"--benchmark-json={path} is a folder; give a file name, "
+                                f"e.g. {path / 'results.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.writable"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"--benchmark-json={path}: cannot write there ({exc}); "
+                                f"choose a writable folder") from None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quick: part of the quick benchmark selection")
+    from implementations.threads import set_threads
+
+    try:
+        config.mnist_tiers_batches = parse_batch_sizes(config.getoption("--batch-sizes"))
+        threads = parse_threads(config.getoption("--threads"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            set_threads(threads)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for w in caught:  # shown at once: pytest's warning summary comes after the timings
+        config.issue_config_time_warning(w.message, stacklevel=2)
+    _prepare_json_path(config)
+
+
+def batch_sizes(config) -> list[int]:
+    return config.mnist_tiers_batches
+
+
+def pytest_collection_modifyitems(config, items):
+    bench_items = [i for i in items if "benchmark" in getattr(i, "fixturenames", ())]
+    if not config.getoption("benchmark_only") and not config.getoption("benchmark_disable"):
+        skip = pytest.mark.skip(reason="benchmarks run with `pytest --benchmark-only` "
+                                       "(or `make bench`)")
+        for item in bench_items:
+            item.add_marker(skip)
+        return
+    if config.getoption("--quick"):
+        keep = [i for i in items if i.get_closest_marker("quick") or i not in bench_items]
+        deselected = [i for i in items if i not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = keep
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from implementations.machine import describe
+
+    machine_info["mnist_tiers"] = describe()
