@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels._jit import FMA, FMA_REASSOC
+from kernels._jit import CACHE, FMA, FMA_REASSOC
 
 ROW_BLOCK = 16  # rows of the output per parallel task: B's 4 reused rows stay in L1 for all 16
 PARALLEL_MIN_ROWS = 32  # below this, a prange launch costs more than it saves
@@ -35,7 +35,7 @@ def to_numpy(a):
 
 
 # --- matmuls ------------------------------------------------------------------------
-@njit(fastmath=FMA, cache=True, inline="always")
+@njit(fastmath=FMA, cache=CACHE, inline="always")
 def _rows_nn(A, B, out, i0, i1, accumulate):
     """out[i0:i1] (+)= A[i0:i1] @ B. A (M, Kr), B (Kr, Nc), out (M, Nc).
 
@@ -76,7 +76,7 @@ def _rows_nn(A, B, out, i0, i1, accumulate):
                 o0[j] += a00 * b0[j]
 
 
-@njit(fastmath=FMA, cache=True, parallel=True)
+@njit(fastmath=FMA, cache=CACHE, parallel=True)
 def _matmul_parallel(A, B, out, accumulate):
     M = A.shape[0]
     nblocks = (M + ROW_BLOCK - 1) // ROW_BLOCK
@@ -84,7 +84,7 @@ def _matmul_parallel(A, B, out, accumulate):
         _rows_nn(A, B, out, blk * ROW_BLOCK, min(M, (blk + 1) * ROW_BLOCK), accumulate)
 
 
-@njit(fastmath=FMA, cache=True)
+@njit(fastmath=FMA, cache=CACHE)
 def _matmul_serial(A, B, out, accumulate):
     M = A.shape[0]
     for i0 in range(0, M, ROW_BLOCK):
@@ -102,7 +102,7 @@ def matmul(A, B, out=None):
     return out
 
 
-@njit(fastmath=FMA, cache=True)
+@njit(fastmath=FMA, cache=CACHE)
 def _row_tn(A, B, o, r):
     """o = A[:, r] @ B: one row of A.T @ B. A (M, R), B (M, Nc), o (Nc,)."""
     for j in range(B.shape[1]):
@@ -114,7 +114,7 @@ def _row_tn(A, B, o, r):
             o[j] += a * b[j]
 
 
-@njit(fastmath=FMA, cache=True, parallel=True)
+@njit(fastmath=FMA, cache=CACHE, parallel=True)
 def matmul_tn(A, B, out):
     """out = A.T @ B, overwritten. A (M, R), B (M, Nc) -> out (R, Nc).
 
@@ -152,7 +152,7 @@ def matmul_tn(A, B, out):
     return out
 
 
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
 def matmul_nt(A, B, out):
     """out = A @ B.T, overwritten. A (M, Kr), B (Nc, Kr) -> out (M, Nc). See nt_kernel."""
     nt_kernel(A, B, out)
@@ -199,7 +199,7 @@ def nt_kernel(A, B, out):
 
 
 # --- the kernel contract -------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=CACHE)
 def _add_bias(z, b):
     N, H = z.shape
     for n in range(N):
@@ -214,7 +214,7 @@ def linear_forward(x, W, b):
     return z
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def column_sums(a):
     """a (N, H) -> (H,) sums over the batch, accumulated in float32 row by row."""
     out = np.zeros(a.shape[1], dtype=np.float32)
@@ -236,7 +236,7 @@ def linear_backward(dz, x, W, need_dx=True):
     return dx, dW, db
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def sigmoid_forward(z):
     """a = 1 / (1 + exp(-z)) without overflow. z: (N, H). Returns a (N, H)."""
     a = np.empty_like(z)
@@ -251,13 +251,13 @@ def sigmoid_forward(z):
     return a
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def sigmoid_backward(da, a):
     """dz = da * a * (1 - a). da, a: (N, H). Returns dz (N, H)."""
     return da * a * (np.float32(1.0) - a)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def relu_forward(z):
     """a = max(z, 0). z: (N, H). Returns a (N, H)."""
     a = np.empty_like(z)
@@ -268,7 +268,7 @@ def relu_forward(z):
     return a
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def relu_backward(da, z):
     """dz = da where z > 0 else 0. da, z: (N, H). Returns dz (N, H)."""
     dz = np.empty_like(da)
@@ -278,7 +278,7 @@ def relu_backward(da, z):
     return dz
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _softmax_ce(logits, y, dlogits):
     N, K = logits.shape
     inv_n = 1.0 / N
@@ -311,7 +311,7 @@ def softmax_cross_entropy(logits, y):
     return loss, dlogits
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sgd_flat(p, g, lr):
     for i in range(p.size):
         p[i] -= lr * g[i]

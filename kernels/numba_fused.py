@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels._jit import FMA_REASSOC
+from kernels._jit import CACHE, FMA_REASSOC
 from kernels.numba_cpu import PARALLEL_MIN_ROWS, nt_kernel
 
 # The helpers are inlined (Numba IR level) into the three compiled entry points below, which
@@ -202,7 +202,7 @@ def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
 # hand-off costs more than the work it shares: callers pick with `pick(n)`.
 
 
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
 def train_step(x, y, W1t, b1, W2t, b2, lr, act):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
@@ -211,13 +211,13 @@ def train_step(x, y, W1t, b1, W2t, b2, lr, act):
     return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
 
 
-@njit(fastmath=FMA_REASSOC, cache=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE)
 def train_step_serial(x, y, W1t, b1, W2t, b2, lr, act):
     """train_step on one thread."""
     return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
 
 
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
 def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
     """The fused forward alone: hidden layer, then output + softmax-CE. Returns the loss;
     z1, a1 (N, H), z2, dz2 (N, K) overwritten."""
@@ -225,14 +225,14 @@ def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
     return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
 
 
-@njit(fastmath=FMA_REASSOC, cache=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE)
 def forward_serial(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2):
     """forward on one thread."""
     _hidden_forward(x, W1t, b1, act, z1, a1)
     return _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
 
 
-@njit(fastmath=FMA_REASSOC, cache=True, parallel=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
 def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     """One epoch in compiled code: batches are consecutive slices of `order`, the last one
     partial, exactly like implementations.experiment.epoch_batches.
@@ -242,7 +242,7 @@ def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)
 
 
-@njit(fastmath=FMA_REASSOC, cache=True)
+@njit(fastmath=FMA_REASSOC, cache=CACHE)
 def train_epoch_serial(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     """train_epoch on one thread."""
     _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)

@@ -1,0 +1,95 @@
+"""No cache serves stale content and none is required: the Numba compile cache."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernels import _jit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_key_covers_every_kernel_file_and_codegen_setting(tmp_path, monkeypatch):
+    copy = tmp_path / "kernels"
+    shutil.copytree(REPO / "kernels", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = _jit.cache_key(copy)
+    assert _jit.cache_key(copy) == before  # stable
+    (copy / "numba_cpu.py").write_text((copy / "numba_cpu.py").read_text() + "\n# edit\n")
+    edited = _jit.cache_key(copy)
+    assert edited != before
+    monkeypatch.setenv("NUMBA_OPT", "0")
+    assert _jit.cache_key(copy) != edited
+
+
+def test_user_cache_dir_is_keyed_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert _jit.cache_dir() == tmp_path / _jit.cache_key()
+
+
+def test_unwritable_folder_is_reported(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert "not writable" in _jit.usable(blocker / "cache")
+    assert _jit.usable(tmp_path / "fine") is None
+
+
+def _fused_forward_z1(pkg: Path, cache: Path) -> str:
+    """z1[0, 0] of the fused forward, computed in a fresh process from the kernels in pkg."""
+    code = ("import numpy as np; from kernels import numba_fused as nf; "
+            "x = np.ones((3, 5), np.float32); W1t = np.ones((4, 5), np.float32); "
+            "b1 = np.zeros(4, np.float32); W2t = np.ones((2, 4), np.float32); "
+            "b2 = np.zeros(2, np.float32); y = np.zeros(3, np.int64); "
+            "z1 = np.empty((3, 4), np.float32); a1 = np.empty_like(z1); "
+            "z2 = np.empty((3, 2), np.float32); dz2 = np.empty_like(z2); "
+            "nf.forward_serial(x, y, W1t, b1, W2t, b2, nf.RELU, z1, a1, z2, dz2); "
+            "print(z1[0, 0])")
+    env = {**os.environ, "PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=pkg)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_editing_an_inlined_kernel_recompiles_its_callers(tmp_path):
+    """numba_fused inlines numba_cpu.nt_kernel: Numba's own index (keyed by numba_fused.py
+    alone) would reload the old code after nt_kernel changed; ours must not."""
+    pkg = tmp_path / "pkg"
+    shutil.copytree(REPO / "kernels", pkg / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "numba-cache"
+    assert _fused_forward_z1(pkg, cache) == "5.0"  # a row of 5 ones dotted with 5 ones
+    src = pkg / "kernels" / "numba_cpu.py"
+    text = src.read_text()
+    old = "            out[i0, j0], out[i0, j1] = s00, s01\n"
+    assert old in text
+    src.write_text(text.replace(old, "            out[i0, j0], out[i0, j1] = 2 * s00, s01\n"))
+    assert _fused_forward_z1(pkg, cache) == "10.0"
+    assert not list((pkg / "kernels").glob("__pycache__/*.nbi"))  # never the in-tree cache
+
+
+@pytest.mark.parametrize("command", [["tiers"], ["train", "--tier", "numba", "--limit", "256",
+                                                 "--epochs", "1", "--no-progress"]],
+                         ids=["tiers", "train"])
+def test_no_writable_cache_still_runs(tmp_path, command):
+    """An unwritable HOME (a file stands in for it: root may write anywhere): the Numba
+    tiers run without a compile cache, with one warning, and `tiers` says so."""
+    home = tmp_path / "not-a-folder"
+    home.write_text("")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XDG_CACHE_HOME", "NUMBA_CACHE_DIR")}
+    env["HOME"] = str(home)
+    in_tree = set((REPO / "kernels").glob("__pycache__/*.nb[ic]"))
+    proc = subprocess.run([sys.executable, "-m", "implementations.cli", *command], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("no compile cache") == 1, proc.stderr
+    assert "cannot cache function" not in proc.stderr
+    if command == ["tiers"]:
+        assert "available (no compile cache" in proc.stdout
+    else:
+        assert "epoch   1" in proc.stdout
+    assert set((REPO / "kernels").glob("__pycache__/*.nb[ic]")) == in_tree
