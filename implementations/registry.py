@@ -23,6 +23,7 @@ class Tier:
     kernels: str | None = None
     check: Callable[[], str | None] = lambda: None
     fast: bool = True  # False: too slow for full epochs (loops)
+    note: Callable[[], str | None] = lambda: None
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -31,6 +32,10 @@ class Tier:
     @property
     def available(self) -> bool:
         return self.unavailable_reason is None
+
+    @property
+    def notes(self) -> str | None:
+        return self.note()
 
 
 @cache
@@ -82,7 +87,49 @@ def _cuda_reason() -> str | None:
         return f"torch is not importable: {exc}"
     if not torch.cuda.is_available():
         return "no CUDA GPU here (torch.cuda.is_available() is False)"
+    try:  # a GPU that is listed but cannot run this build's kernels is no GPU for us
+        torch.ones(8, device="cuda").sum().item()
+    except RuntimeError as exc:
+        return f"the CUDA GPU cannot run a PyTorch kernel: {str(exc).splitlines()[0]}"
     return None
+
+
+def _cpp_compiler_reason() -> str | None:
+    """torch.compile on the CPU (Inductor) builds C++: find the compiler torch would use and
+    compile a tiny program with it."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    try:
+        from torch._inductor import exc
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError as err:
+        return f"torch.compile (Inductor) is not importable: {err}"
+    try:
+        cxx = get_cpp_compiler()
+    except exc.InvalidCxxCompiler as err:
+        return (f"torch.compile needs a working C++ compiler and found none ({err}); "
+                f"install g++ or point the CXX environment variable at one")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.cpp"
+        src.write_text("#include <cmath>\nint main() { return int(std::sqrt(0.0)); }\n")
+        try:
+            proc = subprocess.run([cxx, str(src), "-o", str(Path(tmp) / "probe")],
+                                  capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as err:
+            return f"the C++ compiler {cxx} that torch.compile would use does not run: {err}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"the C++ compiler {cxx} that torch.compile would use cannot build a test "
+                f"program: {last}")
+    return None
+
+
+def _numba_cache_note() -> str | None:
+    from kernels import _jit
+
+    return None if _jit.CACHE else _jit.CACHE_STATUS
 
 
 _ENTRIES = [
@@ -92,16 +139,16 @@ _ENTRIES = [
          "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized"),
     Tier("numba", "the loop algorithms compiled with @njit; parallel prange and cache-blocked "
          "kernels of our own (no BLAS).", "cpu", _warmed(_scratch("kernels.numba_cpu", "numba")),
-         "kernels.numba_cpu"),
+         "kernels.numba_cpu", note=_numba_cache_note),
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
-         _warmed(_lazy("implementations.fused", "NumbaFusedMLP"))),
+         _warmed(_lazy("implementations.fused", "NumbaFusedMLP")), note=_numba_cache_note),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
                        name="torch-cpu"))),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
-                       compile=True, name="torch-cpu-compile"))),
+                       compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
                        name="torch-cuda")), check=_cuda_reason),
