@@ -74,19 +74,43 @@ def step_bytes(n: int) -> int:
     return 4 * (n * D + 2 * (D * H + H * K) + n * K)
 
 
+# (machine key of a bandwidth ceiling, its label, line style), slowest memory level first.
+CPU_BANDWIDTHS = (("copy_gbs", "DRAM", "-"), ("l3_copy_gbs", "L3", "--"),
+                  ("l2_copy_gbs", "L2", ":"))
+GPU_BANDWIDTHS = (("gpu_copy_gbs", "HBM", "-"), ("gpu_l2_copy_gbs", "L2", ":"))
+
+
+def ceilings(machine: dict) -> list[tuple[str, float, float, str]]:
+    """(label, peak GFLOP/s, bandwidth GB/s, line style) of every roof the machine dict has.
+
+    The CPU's compute peak is sgemm_gflops; the GPU's is gpu_fp32_tflops (x 1e3). A
+    bandwidth key that is absent (a run measured before the cache-level copies existed, or
+    a level sysfs did not report) or zero is not drawn.
+    """
+    out = []
+    for device, peak, keys in (("CPU", machine.get("sgemm_gflops"), CPU_BANDWIDTHS),
+                               ("GPU", (machine.get("gpu_fp32_tflops") or 0) * 1e3,
+                                GPU_BANDWIDTHS)):
+        if not peak:
+            continue
+        for key, level, style in keys:
+            if machine.get(key):
+                out.append((f"{device} {level}", peak, machine[key], style))
+    return out
+
+
 def roofline(run, path):
-    """Achieved GFLOP/s vs arithmetic intensity, under the measured ceilings."""
+    """Achieved GFLOP/s vs arithmetic intensity, under every measured ceiling: the CPU's
+    sgemm peak with its DRAM, L3 and L2 copy bandwidths, and the GPU's fp32 peak with its
+    HBM and L2 copy bandwidths, as many of them as run.machine holds."""
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    peak, bw = run.machine["sgemm_gflops"], run.machine["copy_gbs"]
     ai = np.logspace(-1, 3, 100)
-    ax.plot(ai, np.minimum(peak, bw * ai), "k-", lw=1,
-            label=f"CPU ceilings: sgemm {peak:.0f} GFLOP/s, copy {bw:.0f} GB/s")
-    if run.machine.get("gpu_fp32_tflops"):
-        gp, gbw = run.machine["gpu_fp32_tflops"] * 1e3, run.machine["gpu_copy_gbs"]
-        ax.plot(ai, np.minimum(gp, gbw * ai), "k--", lw=1,
-                label=f"GPU ceilings: {gp:.0f} GFLOP/s, {gbw:.0f} GB/s")
+    for label, peak, bw, style in ceilings(run.machine):
+        color = "k" if label.startswith("CPU") else "tab:gray"
+        ax.plot(ai, np.minimum(peak, bw * ai), color=color, ls=style, lw=1,
+                label=f"{label}: {bw:.0f} GB/s, peak {peak:.0f} GFLOP/s")
     for tier in sorted({r["tier"] for r in run.rows if r["group"].startswith("train_step")}):
         rows = [r for r in run.rows if r["group"].startswith("train_step") and r["tier"] == tier]
         xs = [r["flops"] / step_bytes(r["batch"]) for r in rows]

@@ -146,27 +146,40 @@ def claims_section(claims) -> list[str]:
     return lines + [""]
 
 
-def build(result_paths=None, train_paths=None, out_dir=None) -> Path:
-    """Write report.md, report.html and PNGs; returns the report.md path."""
+def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = False) -> Path:
+    """Write report.md, report.html and PNGs; returns the report.md path.
+
+    Defaults: a user's own runs (out/) where there are any, else the committed reference
+    set, written to out/report/; reference=True reads the reference set and writes beside
+    it (what `make reference` does).
+    """
+    from implementations import paths as out_paths
     from implementations.registry import TIERS
 
-    paths = [Path(p) for p in (result_paths or default_result_paths())]
+    paths = [Path(p) for p in (result_paths or default_result_paths(reference))]
     if not paths:
-        raise FileNotFoundError(f"no benchmark results in {RESULTS}/*/latest.json: run "
-                                f"`make bench` first, or pass --results PATH")
+        raise FileNotFoundError(f"no benchmark results in {out_paths.bench_root()} or "
+                                f"{RESULTS}: run `make bench` first, or pass --results PATH")
     runs = [load_run(p) for p in paths]
     trainings = load_trainings(train_paths if train_paths is not None
-                               else default_training_paths())
-    out = Path(out_dir) if out_dir else (paths[0].parent if len(paths) == 1 else RESULTS)
+                               else default_training_paths(reference))
+    if out_dir:
+        out = Path(out_dir)
+    elif reference:
+        out = paths[0].parent if len(paths) == 1 else RESULTS
+    else:
+        out = out_paths.report_dir()
     out.mkdir(parents=True, exist_ok=True)
     md = ["# mnist-tiers: loops vs NumPy vs Numba vs PyTorch", ""]
     for run in runs:
         m = run.machine
         md.append(f"- **{run.name}** ({run.date}): {m['cpu']}, {m['threads']} threads"
-                  f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}; measured peak: sgemm "
-                  f"{m['sgemm_gflops']} GFLOP/s, copy {m['copy_gbs']} GB/s"
-                  + (f", GPU fp32 {m['gpu_fp32_tflops']} TFLOP/s, GPU copy "
-                     f"{m['gpu_copy_gbs']} GB/s" if m.get("gpu_fp32_tflops") else "")
+                  f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}; measured peaks: sgemm "
+                  f"{m['sgemm_gflops']} GFLOP/s"
+                  + (f", GPU fp32 {m['gpu_fp32_tflops']} TFLOP/s" if m.get("gpu_fp32_tflops")
+                     else "")
+                  + "; copy bandwidths: " + ", ".join(f"{label} {bw:.0f} GB/s" for label, _, bw, _
+                                                      in plots.ceilings(m))
                   + "; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
     md += ["", "Times are pytest-benchmark means unless marked median; every timed result "
            "was checked against the float64 oracle first (correct: true). Ratios compare "
@@ -192,16 +205,26 @@ def build(result_paths=None, train_paths=None, out_dir=None) -> Path:
     if trainings:
         plots.accuracy_curves(trainings, out / "accuracy.png")
         md += ["![accuracy](accuracy.png)", ""]
-    for machine, png in breakdown_charts().items():
+    for machine, png in breakdown_charts(reference).items():
         target = out / f"breakdown-{machine}.png"
         target.write_bytes(png.read_bytes())
         md += [f"## Where the time goes ({machine}, profiles)", "",
                f"![breakdown](breakdown-{machine}.png)", "",
-               f"Per-phase tables and traces: profiles/reports/{machine}/index.html", ""]
+               f"Per-phase tables and traces: {_shown(png.parent / 'index.html')}", ""]
     report_md = out / "report.md"
     report_md.write_text("\n".join(md) + "\n")
     (out / "report.html").write_text(to_html("\n".join(md), out))
     return report_md
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader should see it: relative to the checkout where it lies inside."""
+    from implementations.paths import REPO
+
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def to_html(md: str, folder: Path) -> str:
