@@ -3,7 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench bench-quick profile report train-reference reference lint clean
+.PHONY: setup test bench bench-quick profile report train-reference bench-reference \
+	profile-reference report-reference reference lint clean
+
+# A user's runs (bench, profile, report) write under out/ (ignored by git); only the
+# *-reference targets rewrite the committed set in bench/results/ and profiles/reports/.
 
 setup: $(STAMP)
 
@@ -37,8 +41,17 @@ train-reference: $(STAMP)
 	  $(VENV)/bin/mnist-tiers train --tier $$t --epochs 10 --json --no-progress > $$dir/.train-$$t.tmp \
 	    && mv $$dir/.train-$$t.tmp $$dir/train-$$t.json || exit 1; done
 
+bench-reference: $(STAMP)
+	$(PY) -m bench.run --reference
+
+profile-reference: $(STAMP)
+	$(VENV)/bin/mnist-tiers profile --reference
+
+report-reference: $(STAMP)
+	$(VENV)/bin/mnist-tiers report --reference
+
 # the committed reference set of this machine: trainings, benchmarks, profiles, report
-reference: train-reference bench profile report
+reference: train-reference bench-reference profile-reference report-reference
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,8 +4,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-PROFILES = Path(__file__).resolve().parent.parent / "profiles" / "reports"
+from implementations import paths
+
+RESULTS = paths.REFERENCE_BENCH  # the committed reference set
 
 
 @dataclass
@@ -56,8 +57,14 @@ def load_run(path: Path) -> Run:
     return run
 
 
-def default_result_paths() -> list[Path]:
-    return sorted(RESULTS.glob("*/latest.json"))
+def _roots(reference: bool, kind) -> list[Path]:
+    """A user's own runs first (unless reference), then the committed reference set."""
+    return [kind(True)] if reference else [kind(False), kind(True)]
+
+
+def default_result_paths(reference: bool = False) -> list[Path]:
+    """Every machine's latest.json: a user's runs if there are any, else the reference."""
+    return paths.first_existing("*/latest.json", _roots(reference, paths.bench_root))
 
 
 def load_trainings(paths) -> list[dict]:
@@ -75,10 +82,14 @@ def load_trainings(paths) -> list[dict]:
     return out
 
 
-def default_training_paths() -> list[Path]:
-    return sorted(RESULTS.glob("*/train-*.json"))
+def default_training_paths(reference: bool = False) -> list[Path]:
+    """Saved `train --json` runs: a user's (out/bench/<machine>/train-*.json) if any, else
+    the reference trainings."""
+    return paths.first_existing("*/train-*.json", _roots(reference, paths.bench_root))
 
 
-def breakdown_charts() -> dict[str, Path]:
-    """machine -> its profiles' stacked phase chart, for every profile set present."""
-    return {p.parent.name: p for p in sorted(PROFILES.glob("*/breakdown.png"))}
+def breakdown_charts(reference: bool = False) -> dict[str, Path]:
+    """machine -> its profiles' stacked phase chart: a user's profiles if any, else the
+    reference profiles."""
+    found = paths.first_existing("*/breakdown.png", _roots(reference, paths.profiles_root))
+    return {p.parent.name: p for p in found}

@@ -1,11 +1,16 @@
-"""`make bench`: the full benchmark suite, saved as bench/results/<machine>/latest.json.
+"""`make bench`: the full benchmark suite, saved as one JSON per machine.
 
-Runs `pytest --benchmark-only` over bench/ with the JSON written to a temporary file and
-moved into place only if the run succeeded (no half-written result), plus pytest-benchmark's
-autosave history under bench/results/<machine>/autosave/ for `pytest-benchmark compare`.
-Extra arguments are passed to pytest (e.g. --quick, --batch-sizes 64, --threads 1).
+Runs `pytest --benchmark-only` over bench/ with the JSON written to a temporary file beside
+its destination and moved into place only if the run succeeded (no half-written result),
+plus pytest-benchmark's autosave history for `pytest-benchmark compare`.
+
+Destination: out/bench/<machine>/latest.json (quick.json with --quick; ignored by git),
+--reference: the committed bench/results/<machine>/ instead (what `make reference` does),
+--benchmark-json=PATH: exactly PATH. Other arguments go to pytest (e.g. --quick,
+--batch-sizes 64, --threads 1, -k EXPR).
 """
 
+import argparse
 import json
 import os
 import sys
@@ -13,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from implementations import paths
 from implementations.machine import machine_name
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def strip_raw_timings(path: Path) -> None:
@@ -27,29 +31,46 @@ def strip_raw_timings(path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1))
 
 
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Our own options (--reference, --benchmark-json) apart from pytest's."""
+    p = argparse.ArgumentParser(prog="python -m bench.run", add_help=False,
+                                allow_abbrev=False)
+    p.add_argument("--reference", action="store_true")
+    p.add_argument("--benchmark-json", type=Path, default=None)
+    return p.parse_known_args(argv)
+
+
+def destination(args, rest: list[str]) -> Path:
+    if args.benchmark_json is not None:
+        return args.benchmark_json.expanduser().resolve()
+    name = "quick.json" if "--quick" in rest else "latest.json"
+    return paths.bench_root(args.reference) / machine_name() / name
+
+
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    folder = RESULTS / machine_name()
-    folder.mkdir(parents=True, exist_ok=True)
-    name = "quick.json" if "--quick" in argv else "latest.json"
-    final = folder / name
-    tmp = folder / f".{name}.partial"
-    args = ["bench", "--benchmark-only", f"--benchmark-json={tmp}",
-            "--benchmark-autosave", f"--benchmark-storage=file://{folder / 'autosave'}",
-            "--benchmark-columns=min,median,mean,stddev,rounds",
-            "--benchmark-sort=mean", "-q", *argv]
-    code = pytest.main(args)
+    args, rest = parse(list(sys.argv[1:] if argv is None else argv))
+    final = destination(args, rest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.partial")
+    history = paths.autosave_dir(machine_name())
+    tmp.unlink(missing_ok=True)
+    code = pytest.main(["bench", "--benchmark-only", f"--benchmark-json={tmp}",
+                        "--benchmark-autosave", f"--benchmark-storage=file://{history}",
+                        "--benchmark-columns=min,median,mean,stddev,rounds",
+                        "--benchmark-sort=mean", "-q", *rest])
     if code == 0 and tmp.exists():
         strip_raw_timings(tmp)
         os.replace(tmp, final)
         print(f"\nresults: {final}")
-        print(f"history: {folder / 'autosave'}  (compare runs with: pytest-benchmark "
-              f"--storage file://{folder / 'autosave'} compare)")
+        print(f"history: {history}  (compare runs with: pytest-benchmark "
+              f"--storage file://{history} compare)")
         print("report:  mnist-tiers report")
-    else:
-        tmp.unlink(missing_ok=True)
-        print(f"\nbenchmark run failed (exit {code}); {final} left untouched", file=sys.stderr)
-    return int(code)
+        return 0
+    tmp.unlink(missing_ok=True)
+    why = (f"exit {int(code)}" if code != 0 else
+           "no benchmark ran (were they all deselected or skipped?)")
+    print(f"\nbenchmark run failed ({why}); {final} left untouched", file=sys.stderr)
+    return int(code) or 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`make profile` / `mnist-tiers profile`: every profile for the tiers available here.
 
-Writes profiles/reports/<machine>/: breakdown.{json,md,png} (our phase timers, every tier),
+Writes out/profiles/<machine>/ (ignored by git; `--reference`: the committed
+profiles/reports/<machine>/): breakdown.{json,md,png} (our phase timers, every tier),
 scalene HTML/JSON (CPU tiers; under scalene/, not committed: 1-10 MB each) plus a text view,
 torch.profiler tables and trimmed Chrome traces (torch tiers), and index.html + README.md.
 """
@@ -14,8 +15,6 @@ from pathlib import Path
 
 from implementations.machine import describe, machine_name
 from implementations.registry import TIERS
-
-REPORTS = Path(__file__).resolve().parent / "reports"
 
 
 def say(msg: str) -> None:
@@ -37,8 +36,14 @@ def run_breakdown(tier: str, out_dir: Path, steps: int | None) -> dict:
 
 
 def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
-            steps: int | None = None, scalene: bool = True, torch_trace: bool = True) -> Path:
-    """Profile `tiers` (default: every available tier); returns the index.html path."""
+            steps: int | None = None, scalene: bool = True, torch_trace: bool = True,
+            reference: bool = False) -> Path:
+    """Profile `tiers` (default: every available tier); returns the index.html path.
+
+    Writes out/profiles/<machine>/ (ignored by git), or with reference=True the committed
+    profiles/reports/<machine>/, unless out_dir is given.
+    """
+    from implementations.paths import profiles_root
     from profiles import report_index, scalene_run
     from profiles import torch_trace as tt
 
@@ -49,7 +54,7 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
             raise ValueError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}")
         if not tier.available:
             raise RuntimeError(f"tier {name!r} is unavailable here: {tier.unavailable_reason}")
-    out_dir = out_dir or REPORTS / machine_name()
+    out_dir = out_dir or profiles_root(reference) / machine_name()
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = report_index.load_breakdowns(out_dir)
     total = len(names)

@@ -1,5 +1,7 @@
 """The benchmark suite itself: wrong results are never timed; missing GPUs skip with reason."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,66 @@ def test_cuda_tier_benchmark_skips_with_reason():
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "SKIPPED" in proc.stdout and reason in proc.stdout
+
+
+def _pytest_bench(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pytest", "bench", "-q", "-p",
+                           "no:cacheprovider", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_benchmark_disable_runs_the_suite_once_as_plain_tests():
+    """`--benchmark-disable` is how pytest-benchmark users smoke-test a suite: every
+    benchmark runs (and checks its result) once, nothing is timed, nothing fails."""
+    proc = _pytest_bench("--benchmark-disable", "-k", "test_matmul and 64x784")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "4 passed" in proc.stdout and "AttributeError" not in proc.stdout
+
+
+def test_benchmark_json_into_a_missing_folder(tmp_path):
+    """The folder of --benchmark-json is created before anything is timed."""
+    out = tmp_path / "missing" / "dir" / "out.json"
+    proc = _pytest_bench("--benchmark-only", "-k", "test_matmul and openblas and 64x784",
+                         f"--benchmark-json={out}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert json.loads(out.read_text())["benchmarks"][0]["extra_info"]["correct"] is True
+
+
+def test_benchmark_json_that_cannot_be_written_fails_before_timing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = _pytest_bench("--benchmark-only", "-k", "test_matmul and openblas and 64x784",
+                         f"--benchmark-json={blocker / 'out.json'}")
+    assert proc.returncode == 4  # usage error: nothing collected, nothing timed
+    assert "cannot write there" in proc.stderr and "benchmark 'matmul" not in proc.stdout
+
+
+@pytest.mark.parametrize("sizes, words", [("0,64", "got '0'"), ("a", "got 'a'"),
+                                          (",", "is empty")])
+def test_bad_batch_sizes_are_a_usage_error(sizes, words):
+    proc = _pytest_bench("--benchmark-only", "--batch-sizes", sizes, "-k", "test_pass")
+    assert proc.returncode == 4 and words in proc.stderr, proc.stderr[-1000:]
+
+
+def test_bench_run_honours_the_users_benchmark_json(tmp_path):
+    """`python -m bench.run ... --benchmark-json=mine.json`: the file is where the user
+    asked, stripped like ours, and the run says it succeeded."""
+    mine = tmp_path / "mine.json"
+    env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "-k",
+                           "test_matmul and openblas and 64x784", f"--benchmark-json={mine}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "failed" not in proc.stdout + proc.stderr
+    assert f"results: {mine}" in proc.stdout
+    doc = json.loads(mine.read_text())
+    assert "data" not in doc["benchmarks"][0]["stats"]
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_bench_run_with_nothing_selected_says_why(tmp_path):
+    env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "-k", "no-such-benchmark"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0
+    assert "left untouched" in proc.stderr and "(exit 0)" not in proc.stderr
