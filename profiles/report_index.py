@@ -88,9 +88,12 @@ def write(out_dir: Path, results: dict, info: dict) -> Path:
     how = ("Phase times come from timers around each op (synchronized on a GPU); 200 train "
            "steps at batch 64 after 10 warm-up steps (loops: 5 after 1). Regenerate with "
            "`make profile` or `mnist-tiers profile --tier T`.")
+    from profiles.scalene_run import ATTRIBUTION_NOTE
+
     md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
           "", table, "", "## Reports", ""]
     md += [f"- [{label}]({href})" for label, href in links]
+    md += ["", f"Reading the scalene reports: {ATTRIBUTION_NOTE}"]
     (out_dir / "README.md").write_text("\n".join(md) + "\n")
     img = base64.b64encode(png.read_bytes()).decode()
     rows = "".join(f'<li><a href="{html.escape(h)}">{html.escape(lab)}</a></li>'
@@ -104,7 +107,8 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <p>{html.escape(head)}</p><p>{html.escape(how)}</p>
 <img alt="stacked phase breakdown" src="data:image/png;base64,{img}" style="max-width:100%">
 {_md_table_to_html(table)}
-<h2>Reports</h2><ul>{rows}</ul></body></html>"""
+<h2>Reports</h2><ul>{rows}</ul>
+<p><b>Reading the scalene reports:</b> {html.escape(ATTRIBUTION_NOTE)}</p></body></html>"""
     index = out_dir / "index.html"
     index.write_text(page)
     return index

@@ -10,9 +10,19 @@ runs fewer steps: scalene's memory mode slows a NumPy training loop by ~200x.
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The oldest scalene with everything the command lines below use: the `run`/`view`
+# subcommands (2.0), `view --standalone` (2.1) and `run --no-stacks` (2.3). pyproject's
+# floor is this same version (a test keeps them equal).
+MIN_VERSION = "2.3"
+ATTRIBUTION_NOTE = (
+    "scalene samples the Python line being executed; time spent inside a native call "
+    "(a BLAS matmul, a compiled kernel) can be credited to the line after the call "
+    "(e.g. `dW = x.T @ dz` at 0% and the cheap `db = dz.sum(axis=0)` after it at 37%). "
+    "The phase breakdown (our own timers around each op) says which op took the time.")
 STEPS = {"loops": 3}  # others: DEFAULT_STEPS, ~2-4 s of steps for scalene's 10 ms sampling
 DEFAULT_STEPS = 3000
 
@@ -21,13 +31,29 @@ class ScaleneMissing(RuntimeError):
     pass
 
 
+def installed_version() -> str | None:
+    try:
+        return metadata.version("scalene")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def scalene_cmd() -> list[str]:
+    """The scalene executable; ScaleneMissing (with the fix) if absent or too old."""
+    from packaging.version import Version
+
     exe = shutil.which("scalene") or str(Path(sys.executable).with_name("scalene"))
     if not Path(exe).exists():
         raise ScaleneMissing(
             "scalene is not installed in this environment; install it with "
-            "`pip install scalene` (it is a dependency of this project: `make profile` "
-            "installs it), or profile the torch tiers and breakdown only.")
+            f"`pip install 'scalene>={MIN_VERSION}'` (it is a dependency of this project: "
+            "`make profile` installs it), or profile with --no-scalene.")
+    version = installed_version()
+    if version is not None and Version(version) < Version(MIN_VERSION):
+        raise ScaleneMissing(
+            f"scalene {version} is installed, but the profiles use scalene >= {MIN_VERSION}'s "
+            f"command line (run/view, --standalone, --no-stacks); upgrade with "
+            f"`pip install 'scalene>={MIN_VERSION}'`, or profile with --no-scalene.")
     return [exe]
 
 
@@ -56,8 +82,8 @@ def profile(tier: str, out_dir: Path, steps: int | None = None,
                                                                "PATH": "/usr/bin:/bin"})
     text = out_dir / f"{stem}.txt"
     # paths relative to the repository: the view reads the same on every machine
-    text.write_text(f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n\n"
-                    + view.stdout.replace(f"{REPO}/", ""))
+    text.write_text(f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n"
+                    f"Note: {ATTRIBUTION_NOTE}\n\n" + view.stdout.replace(f"{REPO}/", ""))
     return {"json": json_path, "html": html, "text": text}
 
 

@@ -62,5 +62,5 @@ def test_breakdown_table_and_chart(tmp_path):
 def test_missing_scalene_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(scalene_run.shutil, "which", lambda _: None)
     monkeypatch.setattr(scalene_run.sys, "executable", str(tmp_path / "python"))
-    with pytest.raises(scalene_run.ScaleneMissing, match="pip install scalene"):
+    with pytest.raises(scalene_run.ScaleneMissing, match="pip install .scalene>=2.3."):
         scalene_run.profile("numpy", tmp_path)
