@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from bench import claims as claims_mod
-from bench import plots
+from bench import ddp_report, plots
 from bench.results_data import (
     RESULTS,
     breakdown_charts,
@@ -201,6 +201,7 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
                 md += pass_table(run, g)
         md += epoch_table(run) + matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
+        md += ddp_report.section(run)
     md += ["## Training", ""] + training_table(trainings)
     if trainings:
         plots.accuracy_curves(trainings, out / "accuracy.png")

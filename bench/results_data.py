@@ -53,7 +53,8 @@ def load_run(path: Path) -> Run:
                          "samples_per_second": e.get("samples_per_second"),
                          "flops": e.get("flops"), "correct": e.get("correct"),
                          "extrapolated": e.get("extrapolated_epoch_seconds"),
-                         "epoch_samples": e.get("epoch_samples"), "note": e.get("note")})
+                         "epoch_samples": e.get("epoch_samples"), "note": e.get("note"),
+                         "extra": e})
     return run
 
 

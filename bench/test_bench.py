@@ -108,13 +108,13 @@ def test_pass(benchmark, tier, pass_, batch):
 
 
 EPOCH_CASES = [(t, "resident") for t in TIERS] + [
-    (t, "dataloader") for t in TIERS if t.startswith("torch")]
+    (t, "dataloader") for t in TIERS if "dataloader" in TIERS[t].loaders]
 
 _epoch_reference: dict = {}
 
 
-def reference_epoch_loss(x, y, batches):
-    key = len(x)
+def reference_epoch_loss(x, y, batches, batch_size=64):
+    key = (len(x), batch_size)
     if key not in _epoch_reference:
         m = build_model("numpy", init_params(0), ACT)
         _epoch_reference[key] = m.train_epoch(*m.prepare(x, y), batches, LR)
@@ -153,6 +153,66 @@ def test_epoch(benchmark, tier, loader, mnist_train):
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=64,
            flops=step_flops(n)["train_step"], samples=n, **extra)
+
+
+DDP_PROCS = (1, 2)
+DDP_BATCHES = (64, 1024)
+_ddp_models: dict = {}
+
+
+def ddp_model(procs):
+    """One torch-ddp model per process count for the session, reset to the init weights."""
+    if procs not in _ddp_models:
+        _ddp_models[procs] = build_model("torch-ddp", init_params(0), ACT, procs=procs)
+    m = _ddp_models[procs]
+    m.load_weights(init_params(0))
+    return m
+
+
+@pytest.mark.parametrize("procs", (0, *DDP_PROCS), ids=lambda p: f"W={p}" if p else "torch-cpu")
+@pytest.mark.parametrize("ddp_batch", DDP_BATCHES, ids=lambda b: f"batch={b}")
+def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
+    """An epoch of torch-ddp with W = 1 and 2 processes (cores // W threads each) next to
+    torch-cpu with all the cores, at batch 64 and 1024; the all-reduce's share of the epoch
+    (rank 0's hook timers) and, for W >= 2, the all-reduce's latency and bandwidth measured
+    in the same run (alpha-beta fit) for the report's projection."""
+    tier = "torch-cpu" if procs == 0 else "torch-ddp"
+    if not TIERS[tier].available:
+        pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
+    x, y = mnist_train
+    batches = epoch_batches(len(x), ddp_batch, seed=0, epoch=0)
+    m = model_of("torch-cpu") if procs == 0 else ddp_model(procs)
+    benchmark.group = f"ddp epoch batch={ddp_batch}"
+    X, Y = m.prepare(x, y)
+    m.prepare_batches({len(b) for b in batches}, LR)
+    ref = reference_epoch_loss(x, y, batches, ddp_batch)
+
+    def check():  # doubles as the untimed warm-up epoch
+        got = m.train_epoch(X, Y, batches, LR)
+        assert_close(f"{tier} W={procs} epoch mean loss", np.mean(got), np.mean(ref),
+                     rtol=2e-3, atol=0)
+    verify(tier, check)
+    comm0 = getattr(m, "allreduce_seconds", 0.0)
+    rounds = 2
+    benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)), rounds=rounds,
+                       iterations=1)
+    extra = {"procs": procs or 1, "label": f"torch-ddp W={procs}" if procs else "torch-cpu",
+             "epoch_samples": len(x)}
+    mean = mean_seconds(benchmark)
+    if procs:
+        comm = (m.allreduce_seconds - comm0) / rounds
+        extra.update(allreduce_seconds=comm, threads_per_proc=m.options["threads_per_proc"])
+        if mean:
+            extra["allreduce_share"] = comm / mean
+        if procs >= 2:
+            from implementations.ddp import fit_alpha_beta
+
+            times = m.allreduce_times()
+            alpha, bandwidth = fit_alpha_beta(times)
+            extra.update(allreduce_times={str(k): v for k, v in times.items()},
+                         allreduce_alpha_s=alpha, allreduce_bandwidth_bps=bandwidth)
+    record(benchmark, tier=tier, device="cpu", batch=ddp_batch,
+           flops=step_flops(len(x))["train_step"], samples=len(x), **extra)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,10 @@ def positive_number(text: str) -> float:
     return value
 
 
+class ProcsWarning(UserWarning):
+    """More worker processes than cores."""
+
+
 def _cmd_tiers(args) -> int:
     from implementations.registry import TIERS
 
@@ -58,7 +62,8 @@ def _cmd_tiers(args) -> int:
 def _cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from implementations.registry import get_tier
+    from implementations.registry import TIERS, get_tier
+    from implementations.threads import available_cores
     from implementations.training import train
 
     tier = get_tier(args.tier)
@@ -72,10 +77,24 @@ def _cmd_train(args) -> int:
     if args.activation:
         settings["activation"] = args.activation
     options = {}
+    if args.loader not in tier.loaders:
+        raise ValueError(f"tier {tier.name!r} takes batches only {' or '.join(tier.loaders)}"
+                         f"; --loader {args.loader} applies to "
+                         + ", ".join(t.name for t in TIERS.values() if args.loader in t.loaders))
     if args.loader != "resident":
         options["loader"] = args.loader
     if args.tf32:
         options["tf32"] = True
+    if args.procs is not None:
+        if not tier.processes:
+            multi = ", ".join(t.name for t in TIERS.values() if t.processes)
+            raise ValueError(f"tier {tier.name!r} runs in one process; --procs applies to "
+                             f"{multi}")
+        cores = available_cores()
+        if args.procs > cores:
+            warnings.warn(f"--procs {args.procs} starts more processes than the {cores} "
+                          f"cores; they time-share the cores", ProcsWarning, stacklevel=1)
+        options["procs"] = args.procs
     bar = tqdm(total=args.epochs, desc=f"{tier.name} epochs", unit="epoch",
                file=sys.stderr, disable=args.no_progress)
 
@@ -143,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loader", choices=["resident", "dataloader"], default="resident",
                    help="torch tiers: batches from resident tensors or a DataLoader")
     t.add_argument("--tf32", action="store_true", help="CUDA tiers: allow TF32 matmuls")
+    t.add_argument("--procs", type=whole_number(1), default=None,
+                   help="torch-ddp: worker processes (default 2), each with cores // procs "
+                        "threads")
     t.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -30,6 +30,12 @@ class PhaseClock:
     def __call__(self, name):
         return _Span(self, name)
 
+    def add(self, name: str, seconds: float) -> None:
+        """Charge `seconds` measured elsewhere (e.g. inside a worker process) to `name`."""
+        if name not in self.seconds:
+            self.order.append(name)
+        self.seconds[name] += seconds
+
 
 class _Span:
     __slots__ = ("clock", "name", "t0")

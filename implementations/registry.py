@@ -23,6 +23,8 @@ class Tier:
     kernels: str | None = None
     check: Callable[[], str | None] = lambda: None
     fast: bool = True  # False: too slow for full epochs (loops)
+    processes: bool = False  # True: runs in several worker processes (--procs)
+    loaders: tuple[str, ...] = ("resident",)  # how batches reach it (--loader)
     note: Callable[[], str | None] = lambda: None
 
     @property
@@ -50,7 +52,8 @@ def _warmed(build):
         from implementations.model import warm_up
 
         model = build(params, activation, **options)
-        model.compile_seconds = warm_up(model)
+        # worker start-up (DDP) counts as set-up, like compilation
+        model.compile_seconds = getattr(model, "startup_seconds", 0.0) + warm_up(model)
         return model
 
     return warmed_build
@@ -126,11 +129,23 @@ def _cpp_compiler_reason() -> str | None:
     return None
 
 
+def _multi_gpu_reason() -> str | None:
+    reason = _cuda_reason()
+    if reason:
+        return reason
+    import torch
+
+    n = torch.cuda.device_count()
+    return None if n >= 2 else f"needs at least 2 CUDA GPUs (one per rank), found {n}"
+
+
 def _numba_cache_note() -> str | None:
     from kernels import _jit
 
     return None if _jit.CACHE else _jit.CACHE_STATUS
 
+
+TORCH_LOADERS = ("resident", "dataloader")  # batches from resident tensors, or a DataLoader
 
 _ENTRIES = [
     Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
@@ -145,16 +160,24 @@ _ENTRIES = [
          _warmed(_lazy("implementations.fused", "NumbaFusedMLP")), note=_numba_cache_note),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
-                       name="torch-cpu"))),
+                       name="torch-cpu")), loaders=TORCH_LOADERS),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
-                       compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason),
+                       compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason,
+         loaders=TORCH_LOADERS),
+    Tier("torch-ddp", "the same split across processes with DistributedDataParallel (gloo).",
+         "cpu", _warmed(_lazy("implementations.ddp", "DDPModel", name="torch-ddp")),
+         processes=True),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
-                       name="torch-cuda")), check=_cuda_reason),
+                       name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS),
     Tier("torch-cuda-graph", "the train step captured once as a CUDA graph and replayed.",
          "cuda", _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
-                               graph=True, name="torch-cuda-graph")), check=_cuda_reason),
+                               graph=True, name="torch-cuda-graph")), check=_cuda_reason,
+         loaders=TORCH_LOADERS),
+    Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
+         _warmed(_lazy("implementations.ddp", "DDPModel", device="cuda",
+                       name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}

@@ -63,10 +63,13 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
         t0 = time.perf_counter()
         say(f"[{i}/{total}] {name}: phase breakdown ...")
         existing[name] = run_breakdown(name, out_dir, steps)
-        if scalene and TIERS[name].device == "cpu":
+        # a tier in worker processes does its work outside the process these profilers see;
+        # its breakdown carries rank 0's phases instead
+        in_workers = TIERS[name].processes
+        if scalene and TIERS[name].device == "cpu" and not in_workers:
             say(f"[{i}/{total}] {name}: scalene ...")
             scalene_run.profile(name, out_dir)
-        if torch_trace and name.startswith("torch"):
+        if torch_trace and name.startswith("torch") and not in_workers:
             say(f"[{i}/{total}] {name}: torch.profiler ...")
             tt.profile(name, out_dir)
         say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")

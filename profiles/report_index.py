@@ -7,7 +7,7 @@ from pathlib import Path
 
 CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
             "update": "update", "optimizer": "update", "fused_step": "fused step",
-            "graph_replay": "graph replay", "other": "other"}
+            "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other"}
 
 
 def category(phase: str) -> str:
@@ -49,7 +49,8 @@ def chart(results: dict, path: Path) -> Path:
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 1.2 + 0.55 * len(tiers)),
                              squeeze=False)
     colors = {"forward": "#4C72B0", "backward": "#DD8452", "update": "#55A868",
-              "fused step": "#8172B3", "graph replay": "#937860", "other": "#BBBBBB"}
+              "fused step": "#8172B3", "graph replay": "#937860", "all-reduce": "#DA8BC3",
+              "other": "#BBBBBB"}
     seen = set()
     for ax, group in zip(axes[:, 0], groups, strict=True):
         for row, tier in enumerate(group):
