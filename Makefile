@@ -33,7 +33,7 @@ report: $(STAMP)
 	$(VENV)/bin/mnist-tiers report
 
 # 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
-REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile
+REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
 train-reference: $(STAMP)
 	@dir=bench/results/$$($(PY) -c "from implementations.machine import machine_name as m; print(m())"); \
 	mkdir -p $$dir; for t in $(REF_TIERS); do \

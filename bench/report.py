@@ -150,12 +150,18 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     """Write report.md, report.html and PNGs; returns the report.md path.
 
     Defaults: a user's own runs (out/) where there are any, else the committed reference
-    set, written to out/report/; reference=True reads the reference set and writes beside
-    it (what `make reference` does).
+    set, written to out/report/; reference=True reads this machine's reference set
+    (bench/results/<machine>/) and writes beside it (what `make reference` does).
     """
     from implementations import paths as out_paths
+    from implementations.machine import machine_name
     from implementations.registry import TIERS
 
+    if reference and not result_paths:
+        mine = RESULTS / machine_name()
+        result_paths = [mine / "latest.json"] if (mine / "latest.json").exists() else []
+        if train_paths is None:
+            train_paths = sorted(mine.glob("train-*.json"))
     paths = [Path(p) for p in (result_paths or default_result_paths(reference))]
     if not paths:
         raise FileNotFoundError(f"no benchmark results in {out_paths.bench_root()} or "
@@ -207,6 +213,8 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         plots.accuracy_curves(trainings, out / "accuracy.png")
         md += ["![accuracy](accuracy.png)", ""]
     for machine, png in breakdown_charts(reference).items():
+        if machine not in {run.name for run in runs}:
+            continue
         target = out / f"breakdown-{machine}.png"
         target.write_bytes(png.read_bytes())
         md += [f"## Where the time goes ({machine}, profiles)", "",
