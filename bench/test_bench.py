@@ -13,7 +13,7 @@ import pytest
 
 from bench.common import mean_seconds, record, timed, verify
 from bench.plugin import batch_sizes
-from implementations.checks import assert_close, oracle_step, random_batch
+from implementations.checks import assert_close, oracle_step, product_atol, random_batch
 from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
 from implementations.registry import TIERS, build_model
 from kernels import vectorized as oracle
@@ -229,7 +229,8 @@ KERNEL_TIERS = [t.name for t in TIERS.values() if t.kernels]
 
 
 def kernel_case(k, kernel, n):
-    """Arguments (tier form), float64 oracle result and FLOPs of one kernel at batch n."""
+    """Arguments (tier form), float64 oracle result, FLOPs and per-output absolute
+    tolerances (None: the default) of one kernel at batch n."""
     rng = np.random.default_rng(n)
     x = rng.random((n, D))
     W = rng.standard_normal((D, H)) / np.sqrt(D)
@@ -239,6 +240,9 @@ def kernel_case(k, kernel, n):
     logits = rng.standard_normal((n, K))
     y = rng.integers(0, K, n)
     a_sig = oracle.sigmoid_forward(z)
+    ones = np.ones((1, n))
+    atols = {"linear_forward": [product_atol(x, W)],  # sums over D inputs
+             "linear_backward": [product_atol(x.T, dz), product_atol(ones, dz)[0]]}  # over n
     cases = {
         "linear_forward": ((x, W, b), 2 * n * D * H),
         "linear_backward": ((dz, x, W, False), 2 * n * D * H),
@@ -250,7 +254,7 @@ def kernel_case(k, kernel, n):
     ref = getattr(oracle, kernel)(*args)
     conv = tuple(k.from_numpy(np.asarray(a, np.float32)) if isinstance(a, np.ndarray)
                  and a.dtype.kind == "f" else a for a in args)
-    return conv, ref, flops
+    return conv, ref, flops, atols.get(kernel)
 
 
 def kernel_outputs(k, out):
@@ -269,14 +273,15 @@ def test_kernel(benchmark, tier, kernel, batch):
     if slow and kernel.startswith("linear") and batch > LOOPS_MAX_BATCH:
         pytest.skip(f"loops {kernel} at batch {batch} takes too long per call")
     k = importlib.import_module(TIERS[tier].kernels)
-    args, ref, flops = kernel_case(k, kernel, batch)
+    args, ref, flops, atols = kernel_case(k, kernel, batch)
     fn = getattr(k, kernel)
     benchmark.group = f"kernel {kernel} batch={batch}"
 
     def check():
         for i, (got, want) in enumerate(zip(kernel_outputs(k, fn(*args)),
                                             kernel_outputs(oracle, ref), strict=True)):
-            assert_close(f"{tier} {kernel}[{i}]", got, want)
+            tol = {"atol": atols[i]} if atols else {}
+            assert_close(f"{tier} {kernel}[{i}]", got, want, **tol)
     verify(tier, check)
     timed(benchmark, lambda: fn(*args), slow=slow)
     record(benchmark, tier=tier, device="cpu", batch=batch, flops=flops, kernel=kernel)

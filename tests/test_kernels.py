@@ -108,3 +108,19 @@ def test_extreme_values_are_stable(tier, recwarn):
         a = k.to_numpy(k.sigmoid_forward(f32(k, z)))
     np.testing.assert_allclose(a, [[0.0, 1.0, 0.0, 1.0, 0.5]], atol=1e-30)
     assert not [w for w in recwarn if "overflow" in str(w.message)]
+
+
+def test_product_tolerance_follows_the_length_and_size_of_the_sum():
+    """The batch-1024 weight gradient of unscaled test data (x.T @ dz over 1024 samples)
+    rounded beyond the fixed F32 atol on one machine's OpenBLAS; its error bound grows with
+    the sum, and still catches a real error."""
+    from implementations.checks import product_atol
+
+    rng = np.random.default_rng(1024)
+    x = rng.random((1024, 784), dtype=np.float32)
+    dz = rng.standard_normal((1024, 128)).astype(np.float32)
+    want = x.T.astype(np.float64) @ dz.astype(np.float64)
+    atol = product_atol(x.T, dz)
+    assert_close("dW 784x1024x128", x.T @ dz, want, atol=atol)
+    with pytest.raises(AssertionError, match="exceeds"):
+        assert_close("dW off by 1e-2", x.T @ dz + np.float32(1e-2), want, atol=atol)
