@@ -55,7 +55,7 @@ def _cmd_tiers(args) -> int:
         if reason is None and tier.notes:
             state += f" ({tier.notes})"
         print(f"{tier.name:<{width}}  [{tier.device}] {tier.description}")
-        print(f"{'':<{width}}  {state}")
+        print(f"{'':<{width}}  {state}; formats: {', '.join(tier.formats)}")
     return 0
 
 
@@ -83,8 +83,13 @@ def _cmd_train(args) -> int:
                          + ", ".join(t.name for t in TIERS.values() if args.loader in t.loaders))
     if args.loader != "resident":
         options["loader"] = args.loader
+    dtype = args.dtype
     if args.tf32:
-        options["tf32"] = True
+        if dtype not in (None, "tf32"):
+            raise ValueError(f"--tf32 is --dtype tf32; it cannot be combined with --dtype {dtype}")
+        dtype = "tf32"
+    if dtype is not None:
+        tier.check_format(dtype)
     if args.procs is not None:
         if not tier.processes:
             multi = ", ".join(t.name for t in TIERS.values() if t.processes)
@@ -109,10 +114,11 @@ def _cmd_train(args) -> int:
     result = train(args.tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    activation=settings["activation"], seed=args.seed, limit=args.limit,
                    data_dir=args.data_dir, threads=args.threads, on_epoch=on_epoch,
-                   model_options=options)
+                   model_options=options, dtype=dtype)
     bar.close()
     print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
-          f"threads: {result.threads} (every library: {result.threads_by_library})")
+          f"format: {result.dtype}; threads: {result.threads} (every library: "
+          f"{result.threads_by_library})")
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -135,6 +141,8 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from implementations.formats import FORMATS
+
     p = argparse.ArgumentParser(
         prog="mnist-tiers",
         description="One MNIST MLP (784-128-10) in tiers: loops, NumPy, Numba, PyTorch.")
@@ -161,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the four MNIST IDX files (default: vendored copy)")
     t.add_argument("--loader", choices=["resident", "dataloader"], default="resident",
                    help="torch tiers: batches from resident tensors or a DataLoader")
-    t.add_argument("--tf32", action="store_true", help="CUDA tiers: allow TF32 matmuls")
+    t.add_argument("--dtype", choices=list(FORMATS), default=None,
+                   help="number format (default float32; loops: float64); `mnist-tiers "
+                        "tiers` lists each tier's")
+    t.add_argument("--tf32", action="store_true", help="CUDA tiers: the same as --dtype tf32")
     t.add_argument("--procs", type=whole_number(1), default=None,
                    help="torch-ddp: worker processes (default 2), each with cores // procs "
                         "threads")
@@ -214,6 +225,9 @@ def main(argv=None) -> int:
 
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `mnist-tiers tiers | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except (DataError, DivergedError, ValueError, TypeError, RuntimeError,
             FileNotFoundError) as exc:
         print(f"mnist-tiers: {exc}", file=sys.stderr)

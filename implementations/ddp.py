@@ -75,19 +75,29 @@ def _timed_allreduce(state: _CommTimer, bucket):
     return fut.then(done)
 
 
+def _np(t):
+    """A tensor as a NumPy copy: float64 stays float64, other floats become float32."""
+    import torch
+
+    t = t.detach().cpu()
+    return (t.numpy() if t.dtype == torch.float64 else t.float().numpy()).copy()
+
+
 class _Rank:
     """One worker's replica: module, DDP wrapper, optimizer and its share of each batch."""
 
-    def __init__(self, rank, world, params, activation, device):
+    def __init__(self, rank, world, params, activation, device, dtype="float32"):
         import torch
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        from implementations.torch_model import MLP
+        from implementations.torch_model import MLP, Precision
 
         self.rank, self.world = rank, world
         self.device = torch.device(f"cuda:{rank}" if device == "cuda" else "cpu")
+        self.precision = Precision(dtype, self.device.type)
         d, h = np.shape(params["W1"])
-        self.module = MLP(d, h, np.shape(params["W2"])[1], activation).to(self.device)
+        self.module = MLP(d, h, np.shape(params["W2"])[1], activation).to(
+            self.device, self.precision.param_dtype)
         self.load_weights(params)
         ids = [rank] if device == "cuda" else None
         self.ddp = DDP(self.module, device_ids=ids)
@@ -104,18 +114,19 @@ class _Rank:
         with torch.no_grad():
             for p, name in ((m.fc1.weight, "W1"), (m.fc1.bias, "b1"), (m.fc2.weight, "W2"),
                             (m.fc2.bias, "b2")):
-                value = torch.as_tensor(np.asarray(params[name], np.float32))
+                value = torch.as_tensor(np.asarray(params[name], self.precision.numpy_dtype))
                 p.copy_(value.T if name.startswith("W") else value)
 
     def weights(self):
-        """W1 (D, H), b1 (H,), W2 (H, K), b2 (K,) as NumPy copies."""
+        """W1 (D, H), b1 (H,), W2 (H, K), b2 (K,) as NumPy copies (in the parameters'
+        dtype: float64 for float64, else float32)."""
         m = self.module
-        return {name: t.detach().cpu().numpy().astype(np.float32).copy() for name, t in
+        return {name: t.detach().cpu().numpy().copy() for name, t in
                 (("W1", m.fc1.weight.T), ("b1", m.fc1.bias), ("W2", m.fc2.weight.T),
                  ("b2", m.fc2.bias))}
 
     def data(self, X, Y):
-        self.X, self.Y = X.to(self.device), Y.to(self.device)
+        self.X, self.Y = X.to(self.device, self.precision.param_dtype), Y.to(self.device)
 
     def part(self, batch):
         import torch
@@ -135,7 +146,8 @@ class _Rank:
             group["lr"] = lr
         x, y = self.part(batch)
         comm0, t0 = self.comm.seconds, time.perf_counter()
-        loss_sum = F.cross_entropy(self.ddp(x), y, reduction="sum")
+        with self.precision.autocast():
+            loss_sum = F.cross_entropy(self.ddp(x), y, reduction="sum")
         t1 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=False)
         (loss_sum * (self.world / len(batch))).backward()
@@ -158,15 +170,17 @@ class _Rank:
         import torch.nn.functional as F
 
         x, y = self.part(batch)
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             logits = self.module(x)
-            return logits.cpu().numpy(), float(F.cross_entropy(logits, y, reduction="sum"))
+            loss = float(F.cross_entropy(logits, y, reduction="sum"))
+        return _np(logits), loss, str(logits.dtype).removeprefix("torch.")
 
     def predict(self, x):
         import torch
 
-        with torch.no_grad():
-            return self.module(torch.from_numpy(x).to(self.device)).cpu().numpy()
+        with torch.no_grad(), self.precision.autocast():
+            x = torch.from_numpy(x).to(self.device, self.precision.param_dtype)
+            return _np(self.module(x))
 
     def allreduce_times(self, sizes, repeats):
         """Median seconds of one all-reduce of each size in bytes (float32 buffers)."""
@@ -194,7 +208,7 @@ def _worker(rank, world, port, device, conn):
     a large argument can block the parent's start() on a child that dies early.)"""
     _die_with_parent()
     try:
-        params, activation, threads = conn.recv()
+        params, activation, threads, dtype = conn.recv()
         import torch
         import torch.distributed as dist
 
@@ -202,7 +216,7 @@ def _worker(rank, world, port, device, conn):
         store = dist.TCPStore(HOST, port, world + 1, False, timeout=TIMEOUT)
         dist.init_process_group("nccl" if device == "cuda" else "gloo", store=store,
                                 rank=rank, world_size=world, timeout=TIMEOUT)
-        replica = _Rank(rank, world, params, activation, device)
+        replica = _Rank(rank, world, params, activation, device, dtype)
         conn.send(("ok", torch.get_num_threads()))
     except Exception:  # noqa: BLE001 - every failure goes back to the parent, named
         conn.send(("error", traceback.format_exc()))
@@ -258,7 +272,7 @@ class DDPModel(Model):
     has_backward = False  # gradients exist only inside the ranks, all-reduced in backward
 
     def __init__(self, params, activation="relu", procs=2, threads=None, device="cpu",
-                 fault=None, name="torch-ddp"):
+                 fault=None, dtype="float32", name="torch-ddp"):
         super().__init__()
         import torch.distributed as dist
         import torch.multiprocessing as mp
@@ -271,6 +285,7 @@ class DDPModel(Model):
         self.activation = check_activation(activation)
         self.world = procs
         self.fault = fault
+        self._numpy_dtype = np.float64 if dtype == "float64" else np.float32
         threads = threads or max(1, available_cores() // procs)
         t_start = time.perf_counter()
         ctx = mp.get_context("spawn")
@@ -287,7 +302,8 @@ class DDPModel(Model):
             self._conns.append(parent)
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
         atexit.register(self._finalizer)
-        init = ({k: np.asarray(v, np.float32) for k, v in params.items()}, activation, threads)
+        init = ({k: np.asarray(v, np.float64 if dtype == "float64" else np.float32)
+                 for k, v in params.items()}, activation, threads, dtype)
         for conn in self._conns:
             with contextlib.suppress(OSError):  # a dead worker is reported by _replies
                 conn.send(init)
@@ -352,7 +368,7 @@ class DDPModel(Model):
     def prepare(self, x, y):
         import torch
 
-        X = torch.from_numpy(np.ascontiguousarray(x, np.float32)).share_memory_()
+        X = torch.from_numpy(np.ascontiguousarray(x, self._numpy_dtype)).share_memory_()
         Y = torch.from_numpy(np.asarray(y, np.int64)).share_memory_()
         self._send(range(self.world), "data", X, Y)
         return "resident-in-ranks", len(x)
@@ -370,10 +386,15 @@ class DDPModel(Model):
     def forward(self, x, y=None):
         parts = self._send(range(self.world), "forward", x)
         self._logits = np.concatenate([p[0] for p in parts])
+        self._computed_in = parts[0][2]
         return sum(p[1] for p in parts) / len(x)
 
     def logits(self):
         return self._logits.copy()
+
+    def compute_dtype(self) -> str:
+        """The dtype rank 0's last forward produced ("bfloat16" under autocast)."""
+        return self._computed_in
 
     def train_step(self, x, y, lr):
         timed = self.clock is not None and hasattr(self.clock, "add")
@@ -395,7 +416,7 @@ class DDPModel(Model):
         return sums / np.array([len(b) for b in batches])
 
     def predict(self, x):
-        (logits,) = self._send([0], "predict", np.ascontiguousarray(x, np.float32))
+        (logits,) = self._send([0], "predict", np.ascontiguousarray(x, self._numpy_dtype))
         return logits
 
     def allreduce_times(self, sizes=None, repeats=20):

@@ -18,28 +18,31 @@ class NumbaFusedMLP(Model):
 
     has_backward = False
 
-    def __init__(self, params, activation="relu", name="numba-fused"):
+    def __init__(self, params, activation="relu", dtype="float32", name="numba-fused"):
         super().__init__()
+        from implementations.formats import numpy_dtype
+
         self.name = name
+        self.dtype = np.dtype(numpy_dtype(dtype))
         self.activation = check_activation(activation)
         self.act = nf.RELU if activation == "relu" else nf.SIGMOID
         self.load_weights(params)
         self._last = None
 
     def load_weights(self, params):
-        f32 = np.float32
-        self.W1t = np.ascontiguousarray(np.asarray(params["W1"], f32).T)
-        self.b1 = np.array(params["b1"], f32)
-        self.W2t = np.ascontiguousarray(np.asarray(params["W2"], f32).T)
-        self.b2 = np.array(params["b2"], f32)
+        t = self.dtype
+        self.W1t = np.ascontiguousarray(np.asarray(params["W1"], t).T)
+        self.b1 = np.array(params["b1"], t)
+        self.W2t = np.ascontiguousarray(np.asarray(params["W2"], t).T)
+        self.b2 = np.array(params["b2"], t)
 
     def prepare(self, x, y):
-        return np.ascontiguousarray(x, np.float32), np.asarray(y, np.int64)
+        return np.ascontiguousarray(x, self.dtype), np.asarray(y, np.int64)
 
     def forward(self, x, y):
         n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
-        z1, a1 = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
-        z2, dz2 = np.empty((n, k), np.float32), np.empty((n, k), np.float32)
+        z1, a1 = np.empty((n, h), self.dtype), np.empty((n, h), self.dtype)
+        z2, dz2 = np.empty((n, k), self.dtype), np.empty((n, k), self.dtype)
         forward = nf.pick(n)[1]
         with self.clock("forward"):
             loss = forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act, z1, a1, z2, dz2)
@@ -49,7 +52,8 @@ class NumbaFusedMLP(Model):
     def train_step(self, x, y, lr):
         step = nf.pick(x.shape[0])[0]
         with self.clock("fused_step"):
-            return step(x, y, self.W1t, self.b1, self.W2t, self.b2, np.float32(lr), self.act)
+            return step(x, y, self.W1t, self.b1, self.W2t, self.b2, self.dtype.type(lr),
+                        self.act)
 
     def train_epoch(self, X, Y, batches, lr):
         order = np.concatenate(batches)
@@ -58,11 +62,11 @@ class NumbaFusedMLP(Model):
             raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
         nf.pick(batch_size)[2](X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
-                               np.float32(lr), self.act, losses)
+                               self.dtype.type(lr), self.act, losses)
         return losses
 
     def predict(self, x):
-        x = np.ascontiguousarray(x, np.float32)
+        x = np.ascontiguousarray(x, self.dtype)
         self.forward(x, np.zeros(x.shape[0], np.int64))
         return self.logits()
 

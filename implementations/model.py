@@ -103,6 +103,10 @@ class Model:
         """Logits (N, 10) of the last forward."""
         raise NotImplementedError
 
+    def compute_dtype(self) -> str:
+        """The dtype the last forward computed in (what ran, not what was asked)."""
+        return str(np.asarray(self.logits()).dtype)
+
 
 def warm_up(model: Model, batch_sizes=(1, 64)) -> float:
     """Compile/warm a model outside any timed region; its weights are restored afterwards.

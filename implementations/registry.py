@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Tier:
@@ -25,6 +23,8 @@ class Tier:
     fast: bool = True  # False: too slow for full epochs (loops)
     processes: bool = False  # True: runs in several worker processes (--procs)
     loaders: tuple[str, ...] = ("resident",)  # how batches reach it (--loader)
+    formats: tuple[str, ...] = ("float32",)  # number formats (--dtype), see formats.py
+    formats_note: str = ""  # how it computes in them, when that needs saying
     note: Callable[[], str | None] = lambda: None
 
     @property
@@ -38,6 +38,22 @@ class Tier:
     @property
     def notes(self) -> str | None:
         return self.note()
+
+    @property
+    def default_format(self) -> str:
+        """float32 where the tier has it, else its only format (loops: float64)."""
+        return "float32" if "float32" in self.formats else self.formats[0]
+
+    def check_format(self, name: str) -> str:
+        """`name` if this tier computes in it; a ValueError naming what it supports."""
+        from implementations.formats import get_format
+
+        get_format(name)
+        if name not in self.formats:
+            how = f" ({self.formats_note})" if self.formats_note else ""
+            raise ValueError(f"tier {self.name!r} does not compute in {name}; it supports "
+                             f"{', '.join(self.formats)}{how}")
+        return name
 
 
 @cache
@@ -60,16 +76,17 @@ def _warmed(build):
 
 
 def _scratch(kernels_module: str, name: str):
-    def build(params, activation="relu", **options):
+    def build(params, activation="relu", dtype="float32", **options):
         import importlib
 
+        from implementations.formats import numpy_dtype
         from implementations.scratch import ScratchMLP
 
         if options:
             raise ValueError(f"tier {name!r} takes no options, got {sorted(options)}")
 
         return ScratchMLP(importlib.import_module(kernels_module), params, activation,
-                          np.float32, name)
+                          numpy_dtype(dtype), name)
 
     return build
 
@@ -146,38 +163,51 @@ def _numba_cache_note() -> str | None:
 
 
 TORCH_LOADERS = ("resident", "dataloader")  # batches from resident tensors, or a DataLoader
+CPU_TORCH_FORMATS = ("float32", "float64", "bfloat16")
+GPU_FORMATS = ("float32", "tf32", "bfloat16", "float16")
+AUTOCAST_NOTE = "bfloat16/float16 by autocast with float32 master weights"
 
 _ENTRIES = [
     Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
-         "cpu", _scratch("kernels.loops", "loops"), "kernels.loops", fast=False),
+         "cpu", _scratch("kernels.loops", "loops"), "kernels.loops", fast=False,
+         formats=("float64",), formats_note="it computes with Python floats, which are "
+         "float64"),
     Tier("numpy", "vectorized over the batch with NumPy (BLAS matmuls, array expressions).",
-         "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized"),
+         "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized",
+         formats=("float32", "float64")),
     Tier("numba", "the loop algorithms compiled with @njit; parallel prange and cache-blocked "
          "kernels of our own (no BLAS).", "cpu", _warmed(_scratch("kernels.numba_cpu", "numba")),
-         "kernels.numba_cpu", note=_numba_cache_note),
+         "kernels.numba_cpu", note=_numba_cache_note, formats=("float32", "float64"),
+         formats_note="the same kernels, specialized per dtype"),
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
-         _warmed(_lazy("implementations.fused", "NumbaFusedMLP")), note=_numba_cache_note),
+         _warmed(_lazy("implementations.fused", "NumbaFusedMLP")), note=_numba_cache_note,
+         formats=("float32", "float64"), formats_note="the same kernels, specialized per dtype"),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
-                       name="torch-cpu")), loaders=TORCH_LOADERS),
+                       name="torch-cpu")), loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,
+         formats_note=AUTOCAST_NOTE),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
                        compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason,
-         loaders=TORCH_LOADERS),
+         loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE),
     Tier("torch-ddp", "the same split across processes with DistributedDataParallel (gloo).",
          "cpu", _warmed(_lazy("implementations.ddp", "DDPModel", name="torch-ddp")),
-         processes=True),
+         processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
-                       name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS),
+                       name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS,
+         formats=GPU_FORMATS, formats_note=AUTOCAST_NOTE + "; float16 with a gradient scaler"),
     Tier("torch-cuda-graph", "the train step captured once as a CUDA graph and replayed.",
          "cuda", _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
                                graph=True, name="torch-cuda-graph")), check=_cuda_reason,
-         loaders=TORCH_LOADERS),
+         loaders=TORCH_LOADERS, formats=("float32", "tf32", "bfloat16"),
+         formats_note=AUTOCAST_NOTE + "; no float16: its gradient scaler syncs with the host, "
+         "which a captured graph cannot"),
     Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
          _warmed(_lazy("implementations.ddp", "DDPModel", device="cuda",
-                       name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True),
+                       name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True,
+         formats=("float32", "bfloat16"), formats_note=AUTOCAST_NOTE),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}
@@ -194,9 +224,12 @@ def get_tier(name: str) -> Tier:
 def build_model(name: str, params, activation="relu", **options):
     """A ready model of tier `name` (compiled/warmed if the tier needs it).
 
-    Raises RuntimeError naming the reason when the tier cannot run here.
+    options: the tier's own (procs, loader, tf32) and dtype, a number format the tier
+    supports (default: its default_format). Raises ValueError for a format the tier lacks,
+    RuntimeError naming the reason when the tier cannot run here.
     """
     tier = get_tier(name)
+    options["dtype"] = tier.check_format(options.get("dtype") or tier.default_format)
     reason = tier.unavailable_reason
     if reason:
         raise RuntimeError(f"tier {name!r} is unavailable here: {reason}")

@@ -4,6 +4,8 @@ One class serves all four: eager on CPU, under torch.compile, eager on CUDA with
 resident on the device, and the full train step captured as a CUDA graph and replayed.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +29,27 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class Precision:
+    """How a torch tier computes in a number format (implementations.formats): parameters
+    and data in float64 for "float64", else float32 (the master weights); "bfloat16" and
+    "float16" run forward and loss under torch.autocast, so matmuls take operands in that
+    format; "tf32" lets CUDA matmuls round operands to TF32."""
+
+    def __init__(self, name: str, device_type: str):
+        self.name = name
+        self.device_type = device_type
+        self.param_dtype = torch.float64 if name == "float64" else torch.float32
+        self.numpy_dtype = np.float64 if name == "float64" else np.float32
+        self.autocast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name)
+        self.scaled = name == "float16"  # float16 gradients need a loss scaler
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        # no weight-cast cache: a captured CUDA graph must redo the casts on every replay
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False)
+
+
 class TorchModel(Model):
     """The PyTorch MLP behind the torch-* tiers.
 
@@ -35,14 +58,15 @@ class TorchModel(Model):
     SGD step as one CUDA graph per batch size and replay it; loader: "resident" (index
     tensors already on the device) or "dataloader" (torch.utils.data.DataLoader over a
     TensorDataset, same batches); tf32: allow TF32 matmuls on CUDA (off: agreement with the
-    float32 oracle).
+    float32 oracle), the same as dtype="tf32"; dtype: the number format (see Precision).
     """
 
     def __init__(self, params, activation="relu", device="cpu", compile=False, graph=False,
-                 loader="resident", tf32=False, name="torch"):
+                 loader="resident", tf32=False, dtype="float32", name="torch"):
         super().__init__()
         if loader not in LOADERS:
             raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
+        tf32 = bool(tf32) or dtype == "tf32"
         if tf32 and device != "cuda":
             raise ValueError("--tf32 applies to the CUDA tiers only")
         self.name = name
@@ -50,18 +74,20 @@ class TorchModel(Model):
         self.device = torch.device(device)
         self.loader = loader
         self.graph = graph
-        self.options = {"loader": loader, "tf32": bool(tf32)}
+        self.precision = Precision(dtype, self.device.type)
+        self.options = {"loader": loader, "tf32": tf32}  # the format: TrainResult.dtype
         if device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
             torch.backends.cudnn.allow_tf32 = bool(tf32)
         d, h = np.shape(params["W1"])
         k = np.shape(params["W2"])[1]
-        self.module = MLP(d, h, k, activation).to(self.device)
+        self.module = MLP(d, h, k, activation).to(self.device, self.precision.param_dtype)
         self.load_weights(params)
         self.net = torch.compile(self.module, dynamic=True) if compile else self.module
         self.criterion = nn.CrossEntropyLoss()
         self.lr = 0.1
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=self.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.scaled else None
         self._graphs: dict = {}
         self._logits = self._loss = None
 
@@ -75,14 +101,15 @@ class TorchModel(Model):
         nn.Linear stores weight as (out, in): the transpose of our W (in, out)."""
         with torch.no_grad():
             for name, p in self._params().items():
-                value = torch.as_tensor(np.asarray(params[name], np.float32))
+                value = torch.as_tensor(np.asarray(params[name], self.precision.numpy_dtype))
                 p.copy_(value.T if name.startswith("W") else value)
 
     def weights(self):
         return {n: _np(p.T if n.startswith("W") else p) for n, p in self._params().items()}
 
     def gradients(self):
-        return {f"d{n}": _np(p.grad.T if n.startswith("W") else p.grad)
+        scale = float(self.scaler.get_scale()) if self.scaler else 1.0  # unscaled read-back
+        return {f"d{n}": _np(p.grad.T if n.startswith("W") else p.grad) / scale
                 for n, p in self._params().items()}
 
     def logits(self):
@@ -90,7 +117,7 @@ class TorchModel(Model):
 
     # -- data ------------------------------------------------------------------------------
     def prepare(self, x, y):
-        X = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        X = torch.from_numpy(np.ascontiguousarray(x, self.precision.numpy_dtype))
         Y = torch.from_numpy(np.asarray(y, np.int64))
         if self.loader == "dataloader":
             return X, Y  # the DataLoader yields host batches, moved per step
@@ -106,16 +133,17 @@ class TorchModel(Model):
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, x, y):
-        with self.clock("forward"):
-            self._logits = self.net(x)
-        with self.clock("loss"):
-            self._loss = self.criterion(self._logits, y)
+        with self.precision.autocast():
+            with self.clock("forward"):
+                self._logits = self.net(x)
+            with self.clock("loss"):
+                self._loss = self.criterion(self._logits, y)
         return self._loss.detach()
 
     def backward(self):
         with self.clock("backward"):
             self.optimizer.zero_grad(set_to_none=False)
-            self._loss.backward()
+            (self.scaler.scale(self._loss) if self.scaler else self._loss).backward()
 
     def update(self, lr):
         with self.clock("optimizer"):
@@ -123,7 +151,15 @@ class TorchModel(Model):
                 self.lr = lr
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-            self.optimizer.step()
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+
+    def compute_dtype(self) -> str:
+        """The dtype the last forward's matmuls produced ("bfloat16" under autocast)."""
+        return str(self._logits.dtype).removeprefix("torch.")
 
     def train_step(self, x, y, lr):
         if self.graph:
@@ -155,9 +191,9 @@ class TorchModel(Model):
         return losses.cpu().numpy()
 
     def predict(self, x):
-        with torch.no_grad():
-            X = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
-            return _np(self.net(X))
+        with torch.no_grad(), self.precision.autocast():
+            X = torch.from_numpy(np.ascontiguousarray(x, self.precision.numpy_dtype))
+            return _np(self.net(X.to(self.device)))
 
     # -- CUDA graph ------------------------------------------------------------------------
     def prepare_batches(self, batch_sizes, lr):
@@ -172,7 +208,7 @@ class TorchModel(Model):
         if key in self._graphs:
             return self._graphs[key]
         d = self.module.fc1.in_features
-        static_x = torch.zeros(n, d, device=self.device)
+        static_x = torch.zeros(n, d, device=self.device, dtype=self.precision.param_dtype)
         static_y = torch.zeros(n, dtype=torch.int64, device=self.device)
         saved = self.weights()
         for group in self.optimizer.param_groups:
@@ -183,14 +219,17 @@ class TorchModel(Model):
         with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
             for _ in range(3):
                 self.optimizer.zero_grad(set_to_none=True)
-                self.criterion(self.module(static_x), static_y).backward()
+                with self.precision.autocast():
+                    loss = self.criterion(self.module(static_x), static_y)
+                loss.backward()
                 self.optimizer.step()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
-            static_logits = self.module(static_x)
-            static_loss = self.criterion(static_logits, static_y)
+            with self.precision.autocast():
+                static_logits = self.module(static_x)
+                static_loss = self.criterion(static_logits, static_y)
             static_loss.backward()
             self.optimizer.step()
         self.load_weights(saved)  # the warm-up steps must not count as training
@@ -208,4 +247,7 @@ class TorchModel(Model):
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32)
+    """A tensor as a NumPy copy (never a view of a live parameter): float64 stays float64,
+    every other float type becomes float32."""
+    t = t.detach().cpu()
+    return (t.numpy() if t.dtype == torch.float64 else t.float().numpy()).copy()

@@ -6,7 +6,9 @@ output row is loaded and stored once per 4 products, and cache-blocked so a bloc
 stays in L1 while it is reused. Large batches run row blocks in parallel with prange.
 
 Dimension legend: N batch, D inputs, H hidden, K classes (a layer maps D -> H or H -> K).
-Arrays are C-contiguous float32. Every function returns new arrays unless it says "in place".
+Arrays are C-contiguous float32, or float64 (--dtype float64: the same kernels, which Numba
+specializes per dtype; every literal and allocation takes the inputs' dtype). Every function
+returns new arrays unless it says "in place".
 
 fastmath: only {"contract"} (fused multiply-add) in the axpy-shaped matmuls, and
 {"contract", "reassoc"} in the dot-product shaped one, where reassociating the sum is what lets
@@ -26,8 +28,10 @@ PARALLEL_MIN_ROWS = 32  # below this, a prange launch costs more than it saves
 
 
 def from_numpy(a):
-    """The tier's representation: a C-contiguous float32 array (copied only if needed)."""
-    return np.ascontiguousarray(a, dtype=np.float32)
+    """The tier's representation: a C-contiguous float64 array if given float64, else
+    float32 (copied only if needed)."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, dtype=np.float64 if a.dtype == np.float64 else np.float32)
 
 
 def to_numpy(a):
@@ -94,7 +98,7 @@ def _matmul_serial(A, B, out, accumulate):
 def matmul(A, B, out=None):
     """out = A @ B with our own loops. A (M, Kr), B (Kr, Nc) -> out (M, Nc), overwritten."""
     if out is None:
-        out = np.empty((A.shape[0], B.shape[1]), dtype=np.float32)
+        out = np.empty((A.shape[0], B.shape[1]), dtype=A.dtype)
     if A.shape[0] >= PARALLEL_MIN_ROWS:
         _matmul_parallel(A, B, out, False)
     else:
@@ -181,7 +185,7 @@ def nt_kernel(A, B, out):
         for j0 in range(0, Nc, 2):
             j1 = min(j0 + 1, Nc - 1)
             b0, b1 = B[j0], B[j1]
-            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = np.float32(0.0)
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = A.dtype.type(0.0)
             for k in range(Kr):
                 x0, x1, x2, x3, y0, y1 = a0[k], a1[k], a2[k], a3[k], b0[k], b1[k]
                 s00 += x0 * y0
@@ -216,8 +220,8 @@ def linear_forward(x, W, b):
 
 @njit(cache=CACHE)
 def column_sums(a):
-    """a (N, H) -> (H,) sums over the batch, accumulated in float32 row by row."""
-    out = np.zeros(a.shape[1], dtype=np.float32)
+    """a (N, H) -> (H,) sums over the batch, accumulated in a's dtype row by row."""
+    out = np.zeros(a.shape[1], dtype=a.dtype)
     for n in range(a.shape[0]):
         for h in range(a.shape[1]):
             out[h] += a[n, h]
@@ -230,9 +234,9 @@ def linear_backward(dz, x, W, need_dx=True):
     dz: (N, H) upstream gradient; x: (N, D) layer input; W: (D, H) weights.
     Returns (dx (N, D) or None when need_dx is False, dW (D, H), db (H,)); all overwritten.
     """
-    dW = matmul_tn(x, dz, np.empty((x.shape[1], dz.shape[1]), dtype=np.float32))
+    dW = matmul_tn(x, dz, np.empty((x.shape[1], dz.shape[1]), dtype=dz.dtype))
     db = column_sums(dz)
-    dx = matmul_nt(dz, W, np.empty((dz.shape[0], W.shape[0]), np.float32)) if need_dx else None
+    dx = matmul_nt(dz, W, np.empty((dz.shape[0], W.shape[0]), dz.dtype)) if need_dx else None
     return dx, dW, db
 
 
@@ -254,7 +258,7 @@ def sigmoid_forward(z):
 @njit(cache=CACHE)
 def sigmoid_backward(da, a):
     """dz = da * a * (1 - a). da, a: (N, H). Returns dz (N, H)."""
-    return da * a * (np.float32(1.0) - a)
+    return da * a * (a.dtype.type(1.0) - a)
 
 
 @njit(cache=CACHE)
@@ -264,7 +268,7 @@ def relu_forward(z):
     for n in range(z.shape[0]):
         for h in range(z.shape[1]):
             v = z[n, h]
-            a[n, h] = v if v > 0 else np.float32(0.0)
+            a[n, h] = v if v > 0 else z.dtype.type(0.0)
     return a
 
 
@@ -274,7 +278,7 @@ def relu_backward(da, z):
     dz = np.empty_like(da)
     for n in range(da.shape[0]):
         for h in range(da.shape[1]):
-            dz[n, h] = da[n, h] if z[n, h] > 0 else np.float32(0.0)
+            dz[n, h] = da[n, h] if z[n, h] > 0 else da.dtype.type(0.0)
     return dz
 
 
@@ -319,4 +323,4 @@ def _sgd_flat(p, g, lr):
 
 def sgd_update(param, grad, lr):
     """param -= lr * grad, in place. param, grad: any matching C-contiguous shape."""
-    _sgd_flat(param.reshape(-1), grad.reshape(-1), np.float32(lr))
+    _sgd_flat(param.reshape(-1), grad.reshape(-1), param.dtype.type(lr))

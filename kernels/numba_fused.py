@@ -11,7 +11,8 @@ Every matmul is ours (from kernels.numba_cpu), none is BLAS: the forward product
 dot-product tile `matmul_nt` on weights stored transposed (W1t (H, D), W2t (K, H)), and the
 weight gradients use the 2 x 4 axpy tile of `matmul_tn` with the update as epilogue.
 
-Dimension legend: N batch, D inputs, H hidden, K classes. float32 throughout, C-contiguous.
+Dimension legend: N batch, D inputs, H hidden, K classes. C-contiguous float32 throughout, or
+float64 throughout (--dtype float64: Numba specializes the same code per dtype).
 """
 
 import math
@@ -41,7 +42,7 @@ def _hidden_forward(x, W1t, b1, act, z1, a1):
             v = z1[n, h] + b1[h]
             z1[n, h] = v
             if act == RELU:
-                a1[n, h] = v if v > 0 else np.float32(0.0)
+                a1[n, h] = v if v > 0 else z1.dtype.type(0.0)
             elif v >= 0:
                 a1[n, h] = 1.0 / (1.0 + math.exp(-v))
             else:
@@ -119,14 +120,14 @@ def _sgd_tn(dz, x, lr, Wt, b):
     """
     N, R = dz.shape
     C = x.shape[1]
-    dzt = np.empty((R, N), np.float32)  # per-row scalars contiguous
+    dzt = np.empty((R, N), dz.dtype)  # per-row scalars contiguous
     for n in range(N):
         for r in range(R):
             dzt[r, n] = dz[n, r]
     n2 = N - N % 2
     for rb in prange((R + 3) // 4):
         r0 = 4 * rb
-        acc = np.zeros((4, C), np.float32)
+        acc = np.zeros((4, C), x.dtype)
         g0, g1, g2, g3 = acc[0], acc[1], acc[2], acc[3]
         # a last partial block reads row R-1 for its missing rows and never writes them back
         d0, d1 = dzt[r0], dzt[min(r0 + 1, R - 1)]
@@ -154,7 +155,7 @@ def _sgd_tn(dz, x, lr, Wt, b):
             w, a, d = Wt[r0 + i], acc[i], dzt[r0 + i]
             for c in range(C):
                 w[c] -= lr * a[c]
-            gb = np.float32(0.0)
+            gb = dz.dtype.type(0.0)
             for n in range(N):
                 gb += d[n]
             b[r0 + i] -= lr * gb
@@ -164,15 +165,16 @@ def _sgd_tn(dz, x, lr, Wt, b):
 def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
-    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
+    x (N, D) float32 or float64; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,);
+    act RELU/SIGMOID.
     """
     N = x.shape[0]
     H, K = W1t.shape[0], W2t.shape[0]
-    z1 = np.empty((N, H), np.float32)
-    a1 = np.empty((N, H), np.float32)
-    z2 = np.empty((N, K), np.float32)
-    dz2 = np.empty((N, K), np.float32)
-    dz1 = np.empty((N, H), np.float32)
+    z1 = np.empty((N, H), x.dtype)
+    a1 = np.empty((N, H), x.dtype)
+    z2 = np.empty((N, K), x.dtype)
+    dz2 = np.empty((N, K), x.dtype)
+    dz1 = np.empty((N, H), x.dtype)
     _hidden_forward(x, W1t, b1, act, z1, a1)
     loss = _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
     _hidden_backward(dz2, W2t, z1, a1, act, dz1)  # reads W2 before its update
@@ -184,7 +186,7 @@ def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
 @njit(inline="always")
 def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     S, D = X.shape
-    xb = np.empty((batch_size, D), np.float32)
+    xb = np.empty((batch_size, D), X.dtype)
     yb = np.empty(batch_size, np.int64)
     step = 0
     for start in range(0, S, batch_size):
@@ -206,7 +208,8 @@ def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
 def train_step(x, y, W1t, b1, W2t, b2, lr, act):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
-    x (N, D) float32; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,); act RELU/SIGMOID.
+    x (N, D) float32 or float64; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,);
+    act RELU/SIGMOID.
     """
     return _train_step(x, y, W1t, b1, W2t, b2, lr, act)
 
@@ -237,7 +240,8 @@ def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     """One epoch in compiled code: batches are consecutive slices of `order`, the last one
     partial, exactly like implementations.experiment.epoch_batches.
 
-    X (S, D) float32; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),) overwritten.
+    X (S, D) float32 or float64; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),)
+    overwritten.
     """
     _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)
 
