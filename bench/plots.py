@@ -15,13 +15,23 @@ def _save(fig, path):
     return path
 
 
+def _legend(ax, **kw):
+    """A legend where something is labelled; a note on the axes where nothing is (a run
+    without these benchmarks)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+    else:
+        ax.text(0.5, 0.5, "no such benchmarks in this run", transform=ax.transAxes,
+                ha="center", va="center", color="gray")
+
+
 def _loglog(ax, xlabel, ylabel, title, legend_size=8):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=legend_size)
+    _legend(ax, fontsize=legend_size)
 
 
 def step_times(run, path):
@@ -43,7 +53,7 @@ def step_times(run, path):
     ax.set_yscale("log")
     ax.set_ylabel("ms per train step (mean)")
     ax.set_title(f"Train step time per tier ({run.name}, {run.date})")
-    ax.legend(fontsize=8, ncol=3)
+    _legend(ax, fontsize=8, ncol=3)
     return _save(fig, path)
 
 
@@ -129,5 +139,5 @@ def accuracy_curves(trainings, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy %")
     ax.set_title("Test accuracy per epoch: same init and data order in every tier")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return _save(fig, path)

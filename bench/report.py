@@ -121,15 +121,17 @@ def _overtakes(sps, a, b):
 def training_table(trainings) -> list[str]:
     if not trainings:
         return ["No training results given (`mnist-tiers train ... --json > "
-                "bench/results/<machine>/train-<tier>.json`).", ""]
-    lines = ["| tier | activation | epochs | final test acc % | epochs to 97% | "
-             "time to 97% s | mean epoch s | compile s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "out/bench/<machine>/train-<tier>.json`, or `--train FILE`).", ""]
+    lines = ["| tier | format | activation | machine | epochs | final test acc % | "
+             "epochs to 97% | time to 97% s | mean epoch s | compile s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for t in trainings:
         acc = t["test_accuracy"]
         e97 = claims_mod.epochs_to(acc)
         t97 = f"{sum(t['epoch_seconds'][:e97]):.1f}" if e97 else "-"
-        lines.append(f"| {t['tier']} | {t['activation']} | {len(acc)} | {100 * acc[-1]:.2f} | "
+        machine = Path(t.get("source", "?")).parent.name
+        lines.append(f"| {t['tier']} | {t.get('dtype', 'float32')} | {t['activation']} | "
+                     f"{machine} | {len(acc)} | {100 * acc[-1]:.2f} | "
                      f"{e97 or '-'} | {t97} | {sum(t['epoch_seconds']) / len(acc):.3g} | "
                      f"{t.get('compile_seconds', 0):.1f} |")
     return lines + [""]
@@ -168,7 +170,8 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
                                 f"{RESULTS}: run `make bench` first, or pass --results PATH")
     runs = [load_run(p) for p in paths]
     trainings = load_trainings(train_paths if train_paths is not None
-                               else default_training_paths(reference))
+                               else default_training_paths(reference,
+                                                           [run.name for run in runs]))
     if out_dir:
         out = Path(out_dir)
     elif reference:

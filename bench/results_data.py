@@ -83,10 +83,16 @@ def load_trainings(paths) -> list[dict]:
     return out
 
 
-def default_training_paths(reference: bool = False) -> list[Path]:
-    """Saved `train --json` runs: a user's (out/bench/<machine>/train-*.json) if any, else
-    the reference trainings."""
-    return paths.first_existing("*/train-*.json", _roots(reference, paths.bench_root))
+def default_training_paths(reference: bool = False, machines=None) -> list[Path]:
+    """Saved `train --json` runs of `machines` (default: every machine), each machine's
+    from a user's out/bench/<machine>/train-*.json if there are any, else its reference
+    trainings: a report never mixes another machine's trainings in unasked."""
+    roots = _roots(reference, paths.bench_root)
+    names = machines or sorted({p.parent.name for r in roots for p in r.glob("*/train-*.json")})
+    found = []
+    for m in names:
+        found += paths.first_existing(f"{m}/train-*.json", roots)
+    return found
 
 
 def breakdown_charts(reference: bool = False) -> dict[str, Path]:

@@ -4,7 +4,8 @@ Runs `pytest --benchmark-only` over bench/ with the JSON written to a temporary 
 its destination and moved into place only if the run succeeded (no half-written result),
 plus pytest-benchmark's autosave history for `pytest-benchmark compare`.
 
-Destination: out/bench/<machine>/latest.json (quick.json with --quick; ignored by git),
+Destination: out/bench/<machine>/latest.json (quick.json with --quick, partial.json for a
+selection: -k, -m or --batch-sizes, so a subset never replaces a full run; ignored by git),
 --reference: the committed bench/results/<machine>/ instead (what `make reference` does),
 --benchmark-json=PATH: exactly PATH. Other arguments go to pytest (e.g. --quick,
 --batch-sizes 64, --threads 1, -k EXPR).
@@ -43,7 +44,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def destination(args, rest: list[str]) -> Path:
     if args.benchmark_json is not None:
         return args.benchmark_json.expanduser().resolve()
-    name = "quick.json" if "--quick" in rest else "latest.json"
+    partial = any(a.split("=")[0] in ("-k", "-m", "--batch-sizes") or a.startswith("-k")
+                  for a in rest)
+    name = "quick.json" if "--quick" in rest else "partial.json" if partial else "latest.json"
     return paths.bench_root(args.reference) / machine_name() / name
 
 

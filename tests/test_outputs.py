@@ -31,7 +31,9 @@ def test_bench_profile_report_leave_the_checkout_clean(tmp_path):
     before = _status()
     machine = machine_name()
     _run(["-m", "bench.run", "-k", "test_matmul and openblas and 64x784"], out)
-    assert (out / "bench" / machine / "latest.json").is_file()
+    subset = out / "bench" / machine / "partial.json"  # a selection: never latest.json
+    assert subset.is_file() and not (out / "bench" / machine / "latest.json").exists()
+    subset.rename(subset.with_name("latest.json"))  # as a full run would leave it
     _run(["-m", "implementations.cli", "profile", "--tier", "numpy", "--no-scalene",
           "--steps", "5"], out)
     assert (out / "profiles" / machine / "index.html").is_file()
@@ -56,3 +58,13 @@ def test_readers_fall_back_to_the_reference_set(tmp_path, monkeypatch):
     mine.parent.mkdir(parents=True)
     mine.write_text("{}")
     assert default_result_paths() == [mine]
+
+
+def test_report_takes_only_its_runs_machines_trainings(tmp_path, monkeypatch):
+    """The default report mixed both reference machines' trainings in one table."""
+    from bench.results_data import default_training_paths
+
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "empty"))
+    machines = {p.parent.name for p in paths.REFERENCE_BENCH.glob("*/train-*.json")}
+    for m in machines:
+        assert {p.parent.name for p in default_training_paths(machines=[m])} == {m}
