@@ -34,12 +34,19 @@ report: $(STAMP)
 
 # 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
 REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
+# ... and in other number formats (tier:format), for the report's precision table
+REF_FORMATS ?= numpy:float64 torch-cpu:bfloat16
 train-reference: $(STAMP)
 	@dir=bench/results/$$($(PY) -c "from implementations.machine import machine_name as m; print(m())"); \
 	mkdir -p $$dir; for t in $(REF_TIERS); do \
 	  echo "training $$t (10 epochs) -> $$dir/train-$$t.json"; \
 	  $(VENV)/bin/mnist-tiers train --tier $$t --epochs 10 --json --no-progress > $$dir/.train-$$t.tmp \
-	    && mv $$dir/.train-$$t.tmp $$dir/train-$$t.json || exit 1; done
+	    && mv $$dir/.train-$$t.tmp $$dir/train-$$t.json || exit 1; done; \
+	for tf in $(REF_FORMATS); do t=$${tf%:*}; f=$${tf#*:}; \
+	  echo "training $$t in $$f (10 epochs) -> $$dir/train-$$t-$$f.json"; \
+	  $(VENV)/bin/mnist-tiers train --tier $$t --dtype $$f --epochs 10 --json --no-progress \
+	    > $$dir/.train-$$t-$$f.tmp && mv $$dir/.train-$$t-$$f.tmp $$dir/train-$$t-$$f.json \
+	    || exit 1; done
 
 bench-reference: $(STAMP)
 	$(PY) -m bench.run --reference

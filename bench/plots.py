@@ -135,7 +135,9 @@ def accuracy_curves(trainings, path):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for t in trainings:
         acc = [100 * a for a in t["test_accuracy"]]
-        ax.plot(range(1, len(acc) + 1), acc, marker=".", label=f"{t['tier']} ({t['activation']})")
+        fmt = t.get("dtype", "float32")
+        label = f"{t['tier']} ({t['activation']}{'' if fmt == 'float32' else ', ' + fmt})"
+        ax.plot(range(1, len(acc) + 1), acc, marker=".", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy %")
     ax.set_title("Test accuracy per epoch: same init and data order in every tier")

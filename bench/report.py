@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from bench import claims as claims_mod
-from bench import ddp_report, plots
+from bench import ddp_report, plots, precision_report
 from bench.results_data import (
     RESULTS,
     breakdown_charts,
@@ -211,6 +211,7 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         md += epoch_table(run) + matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)
+        md += precision_report.section(run, trainings)
     md += ["## Training", ""] + training_table(trainings)
     if trainings:
         plots.accuracy_curves(trainings, out / "accuracy.png")

@@ -215,6 +215,87 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
            flops=step_flops(len(x))["train_step"], samples=len(x), **extra)
 
 
+# every tier with a choice of format; not the multi-process tiers, whose ranks compute like
+# the torch tier they wrap (their formats are checked by the tests)
+FORMAT_CASES = [(t.name, f) for t in TIERS.values()
+                if len(t.formats) > 1 and t.fast and not t.processes for f in t.formats]
+FORMAT_BATCHES = (64, 1024)
+_format_models: dict = {}
+_oracle_epochs: dict = {}
+
+
+def format_model(tier, fmt):
+    """One model per (tier, format) for the session, reset to the init weights."""
+    if not TIERS[tier].available:
+        pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
+    if (tier, fmt) not in _format_models:
+        _format_models[tier, fmt] = build_model(tier, init_params(0), ACT, dtype=fmt)
+    m = _format_models[tier, fmt]
+    m.load_weights(init_params(0))
+    return m
+
+
+def oracle_epoch(x, y, batches, batch_size):
+    """Per-step losses and weights of one float64 numpy epoch (the oracle)."""
+    if batch_size not in _oracle_epochs:
+        m = build_model("numpy", init_params(0), ACT, dtype="float64")
+        losses = m.train_epoch(*m.prepare(x, y), batches, LR)
+        _oracle_epochs[batch_size] = (losses, m.weights())
+    return _oracle_epochs[batch_size]
+
+
+@pytest.mark.parametrize("what", ["train_step", "epoch"])
+@pytest.mark.parametrize("fmt_batch", FORMAT_BATCHES, ids=lambda b: f"batch={b}")
+@pytest.mark.parametrize("tier, fmt", FORMAT_CASES, ids=[f"{t}-{f}" for t, f in FORMAT_CASES])
+def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
+    """A train step and an epoch per (tier, number format) at batch 64 and 1024. The step
+    is checked against the float64 oracle with the format's tolerance; after the untimed
+    epoch, the deviation of its mean loss and of its weights from a float64 epoch is
+    recorded (relative: |loss - oracle| / oracle; max |W - W_oracle| / max |W_oracle|)."""
+    from implementations.formats import tolerance
+
+    m = format_model(tier, fmt)
+    benchmark.group = f"format {what} batch={fmt_batch}"
+    extra = {"dtype": fmt, "label": f"{tier} {fmt}"}
+    if what == "train_step":
+        x, y, xb, yb = batch_of(m, fmt_batch)
+        ref = oracle_step(init_params(0), x, y, ACT, LR)
+        m.prepare_batches([fmt_batch], LR)
+
+        def check():
+            m.train_step(xb, yb, LR)
+            for name, w in m.weights().items():
+                want = ref[name] - init_params(0)[name]
+                assert_close(f"{tier} {fmt} update of {name}", w - init_params(0)[name], want,
+                             **tolerance(fmt, want))
+        verify(tier, check)
+        timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=False)
+        flops, samples = step_flops(fmt_batch)["train_step"], fmt_batch
+    else:
+        x, y = mnist_train
+        batches = epoch_batches(len(x), fmt_batch, seed=0, epoch=0)
+        X, Y = m.prepare(x, y)
+        m.prepare_batches({len(b) for b in batches}, LR)
+        ref_losses, ref_w = oracle_epoch(x, y, batches, fmt_batch)
+        sizes = np.array([len(b) for b in batches])
+        ref_loss = float(np.sum(ref_losses * sizes) / len(x))
+
+        def check():  # doubles as the untimed warm-up epoch
+            got = float(np.sum(np.asarray(m.train_epoch(X, Y, batches, LR)) * sizes) / len(x))
+            extra["loss_deviation"] = abs(got - ref_loss) / ref_loss
+            extra["weight_deviation"] = max(
+                float(np.max(np.abs(w - ref_w[k])) / np.max(np.abs(ref_w[k])))
+                for k, w in m.weights().items())
+            assert_close(f"{tier} {fmt} epoch loss", got, ref_loss,
+                         rtol=max(2e-3, 2 * tolerance(fmt, 1.0)["rtol"]), atol=0)
+        verify(tier, check)
+        benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)), rounds=2,
+                           iterations=1)
+        flops, samples = step_flops(len(x))["train_step"], len(x)
+    record(benchmark, tier=tier, device=TIERS[tier].device, batch=fmt_batch, flops=flops,
+           samples=samples, **extra)
+
+
 @pytest.fixture(scope="session")
 def mnist_train():
     from implementations import data

@@ -216,12 +216,44 @@ def gpu_peaks() -> dict[str, float] | None:
     return out
 
 
+NUMBER_FORMAT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16",
+                       "amx_fp16")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> list[str]:
+    """The CPU's instruction-set flags that matter for the number formats (Linux)."""
+    try:
+        for line in open(path):
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in NUMBER_FORMAT_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+@cache
+def torch_matmul_gflops(n: int = 1024) -> dict[str, float]:
+    """GFLOP/s of an n^3 torch matmul on the CPU per format (float32, bfloat16), best of 10:
+    what the hardware does with bfloat16, measured next to float32 in the same run."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        a = torch.randn(n, n).to(dtype)
+        out[name] = round(2 * n**3 / _best_seconds(lambda a=a: a @ a, 10) / 1e9, 1)
+    return out
+
+
 def describe() -> dict:
     """Everything a result file should carry about the machine (peaks measured now)."""
     from implementations.threads import current_threads, thread_counts
 
     info = {"machine": machine_name(), "cpu": cpu_model(), "threads": current_threads(),
-            "threads_by_library": thread_counts(),
+            "threads_by_library": thread_counts(), "cpu_flags": cpu_flags(),
+            "torch_matmul_gflops": torch_matmul_gflops(),
             "gpu": gpu_name(), "versions": versions(), **cpu_peaks()}
     gpu = gpu_peaks()
     if gpu:
