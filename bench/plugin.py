@@ -22,6 +22,9 @@ def pytest_addoption(parser):
                 help="comma-separated batch sizes (default 1,64,1024)")
     g.addoption("--threads", default=None,
                 help="threads for every CPU library (default: all cores)")
+    g.addoption("--dtype", default=None,
+                help="number format of the main suite's models (default: each tier's own, "
+                     "float32; tiers without it are skipped with the reason)")
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -50,6 +53,19 @@ def parse_threads(value) -> int | None:
         raise ValueError(f"--threads must be a whole number >= 1, got {value!r}") from None
 
 
+def parse_dtype(value) -> str | None:
+    """The --dtype option: a known number format or None; ValueError naming them."""
+    if value is None:
+        return None
+    from implementations.formats import get_format
+
+    return get_format(value).name
+
+
+def suite_format(config) -> str | None:
+    return config.mnist_tiers_dtype
+
+
 def _prepare_json_path(config) -> None:
     """Create --benchmark-json's folder now, so a long run never ends without its file."""
     path = config.getoption("benchmark_json", None)
@@ -76,6 +92,7 @@ def pytest_configure(config):
     try:
         config.mnist_tiers_batches = parse_batch_sizes(config.getoption("--batch-sizes"))
         threads = parse_threads(config.getoption("--threads"))
+        config.mnist_tiers_dtype = parse_dtype(config.getoption("--dtype"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             set_threads(threads)

@@ -5,7 +5,8 @@ its destination and moved into place only if the run succeeded (no half-written 
 plus pytest-benchmark's autosave history for `pytest-benchmark compare`.
 
 Destination: out/bench/<machine>/latest.json (quick.json with --quick, partial.json for a
-selection: -k, -m or --batch-sizes, so a subset never replaces a full run; ignored by git),
+selection: -k, -m or --batch-sizes, so a subset never replaces a full run; latest-<format>.json
+for a full run with --dtype; ignored by git),
 --reference: the committed bench/results/<machine>/ instead (what `make reference` does),
 --benchmark-json=PATH: exactly PATH. Other arguments go to pytest (e.g. --quick,
 --batch-sizes 64, --threads 1, -k EXPR).
@@ -38,7 +39,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                 allow_abbrev=False)
     p.add_argument("--reference", action="store_true")
     p.add_argument("--benchmark-json", type=Path, default=None)
-    return p.parse_known_args(argv)
+    args, rest = p.parse_known_args(argv)
+    fmt = next((a.split("=", 1)[1] if "=" in a else rest[i + 1]
+                for i, a in enumerate(rest) if a.split("=")[0] == "--dtype" and
+                ("=" in a or i + 1 < len(rest))), None)
+    args.dtype = fmt
+    return args, rest
 
 
 def destination(args, rest: list[str]) -> Path:
@@ -47,6 +53,8 @@ def destination(args, rest: list[str]) -> Path:
     partial = any(a.split("=")[0] in ("-k", "-m", "--batch-sizes") or a.startswith("-k")
                   for a in rest)
     name = "quick.json" if "--quick" in rest else "partial.json" if partial else "latest.json"
+    if args.dtype and name == "latest.json":  # a full run in another format: kept beside
+        name = f"latest-{args.dtype}.json"
     return paths.bench_root(args.reference) / machine_name() / name
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from bench.common import mean_seconds, record, timed, verify
-from bench.plugin import batch_sizes
+from bench.plugin import batch_sizes, suite_format
 from implementations.checks import assert_close, oracle_step, product_atol, random_batch
 from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
+from implementations.formats import tolerance
 from implementations.registry import TIERS, build_model
 from kernels import vectorized as oracle
 
@@ -38,14 +39,27 @@ def pytest_generate_tests(metafunc):
 _models: dict = {}
 
 
-def model_of(tier_name):
-    """One built (compiled, warmed) model per tier for the session; reset to init weights."""
+def fmt_of(config, tier_name) -> str:
+    """The main suite's number format for a tier (--dtype, else the tier's default); skips
+    a tier that does not compute in the format asked for."""
+    tier = TIERS[tier_name]
+    fmt = suite_format(config) or tier.default_format
+    if fmt not in tier.formats:
+        pytest.skip(f"{tier_name} does not compute in {fmt} (it supports "
+                    f"{', '.join(tier.formats)})")
+    return fmt
+
+
+def model_of(tier_name, fmt=None):
+    """One built (compiled, warmed) model per (tier, format) for the session; reset to the
+    init weights."""
     tier = TIERS[tier_name]
     if not tier.available:
         pytest.skip(f"{tier_name}: {tier.unavailable_reason}")
-    if tier_name not in _models:
-        _models[tier_name] = build_model(tier_name, init_params(0), ACT)
-    m = _models[tier_name]
+    fmt = fmt or tier.default_format
+    if (tier_name, fmt) not in _models:
+        _models[tier_name, fmt] = build_model(tier_name, init_params(0), ACT, dtype=fmt)
+    m = _models[tier_name, fmt]
     m.load_weights(init_params(0))
     return m
 
@@ -67,11 +81,12 @@ def synced(model, fn):
 
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("tier", list(TIERS))
-def test_pass(benchmark, tier, pass_, batch):
+def test_pass(benchmark, tier, pass_, batch, request):
     if tier == "loops" and batch > LOOPS_MAX_BATCH:
         pytest.skip(f"loops at batch {batch} takes too long per call; its per-sample rate "
                     f"is measured at batch {LOOPS_MAX_BATCH}")
-    m = model_of(tier)
+    fmt = fmt_of(request.config, tier)
+    m = model_of(tier, fmt)
     if pass_ == "backward" and not m.has_backward:
         pytest.skip(f"{tier} has no separate backward: it is fused into the train step")
     benchmark.group = f"{pass_} batch={batch}"
@@ -82,8 +97,10 @@ def test_pass(benchmark, tier, pass_, batch):
 
     if pass_ == "forward":
         def check():
-            assert_close(f"{tier} loss", float(m.forward(xb, yb)), ref["loss"])
-            assert_close(f"{tier} logits", m.logits(), ref["logits"])
+            assert_close(f"{tier} loss", float(m.forward(xb, yb)), ref["loss"],
+                         **tolerance(fmt, ref["loss"]))
+            assert_close(f"{tier} logits", m.logits(), ref["logits"],
+                         **tolerance(fmt, ref["logits"]))
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.forward(xb, yb)), slow=slow)
     elif pass_ == "backward":
@@ -91,7 +108,7 @@ def test_pass(benchmark, tier, pass_, batch):
             m.forward(xb, yb)
             m.backward()
             for name, g in m.gradients().items():
-                assert_close(f"{tier} {name}", g, ref[name])
+                assert_close(f"{tier} {name}", g, ref[name], **tolerance(fmt, ref[name]))
         verify(tier, check)
         benchmark.pedantic(synced(m, m.backward), setup=lambda: (m.forward(xb, yb), m.sync(),
                                                                   None)[-1],
@@ -100,11 +117,12 @@ def test_pass(benchmark, tier, pass_, batch):
         def check():
             m.train_step(xb, yb, LR)
             for name, w in m.weights().items():
-                assert_close(f"{tier} updated {name}", w, ref[name])
+                assert_close(f"{tier} updated {name}", w, ref[name],
+                             **tolerance(fmt, ref[name]))
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=slow)
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=batch,
-           flops=step_flops(batch)[pass_], samples=batch, pass_=pass_)
+           flops=step_flops(batch)[pass_], samples=batch, pass_=pass_, dtype=fmt)
 
 
 EPOCH_CASES = [(t, "resident") for t in TIERS] + [
@@ -122,10 +140,11 @@ def reference_epoch_loss(x, y, batches, batch_size=64):
 
 
 @pytest.mark.parametrize("tier, loader", EPOCH_CASES, ids=[f"{t}-{ld}" for t, ld in EPOCH_CASES])
-def test_epoch(benchmark, tier, loader, mnist_train):
+def test_epoch(benchmark, tier, loader, mnist_train, request):
     """One epoch at batch 64 (60,000 samples; loops: 256 samples, extrapolated)."""
     if not TIERS[tier].available:
         pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
+    fmt = fmt_of(request.config, tier)
     slow = not TIERS[tier].fast
     x, y = mnist_train
     if slow:
@@ -133,9 +152,9 @@ def test_epoch(benchmark, tier, loader, mnist_train):
     n = len(x)
     batches = epoch_batches(n, 64, seed=0, epoch=0)
     if loader == "resident":
-        m = model_of(tier)
+        m = model_of(tier, fmt)
     else:
-        m = build_model(tier, init_params(0), ACT, loader=loader)
+        m = build_model(tier, init_params(0), ACT, loader=loader, dtype=fmt)
     benchmark.group = "epoch batch=64"
     X, Y = m.prepare(x, y)
     m.prepare_batches({len(b) for b in batches}, LR)
@@ -143,11 +162,12 @@ def test_epoch(benchmark, tier, loader, mnist_train):
 
     def check():  # doubles as the untimed warm-up epoch
         got = m.train_epoch(X, Y, batches, LR)
-        assert_close(f"{tier} epoch mean loss", np.mean(got), np.mean(ref), rtol=2e-3, atol=0)
+        assert_close(f"{tier} epoch mean loss", np.mean(got), np.mean(ref),
+                     rtol=max(2e-3, 2 * tolerance(fmt, 1.0)["rtol"]), atol=0)
     verify(tier, check)
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
                        rounds=2, iterations=1)
-    extra = {"loader": loader, "epoch_samples": n}
+    extra = {"loader": loader, "epoch_samples": n, "dtype": fmt}
     if slow and mean_seconds(benchmark) is not None:
         extra["extrapolated_epoch_seconds"] = mean_seconds(benchmark) * 60000 / n
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
@@ -220,19 +240,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
 FORMAT_CASES = [(t.name, f) for t in TIERS.values()
                 if len(t.formats) > 1 and t.fast and not t.processes for f in t.formats]
 FORMAT_BATCHES = (64, 1024)
-_format_models: dict = {}
 _oracle_epochs: dict = {}
-
-
-def format_model(tier, fmt):
-    """One model per (tier, format) for the session, reset to the init weights."""
-    if not TIERS[tier].available:
-        pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
-    if (tier, fmt) not in _format_models:
-        _format_models[tier, fmt] = build_model(tier, init_params(0), ACT, dtype=fmt)
-    m = _format_models[tier, fmt]
-    m.load_weights(init_params(0))
-    return m
 
 
 def oracle_epoch(x, y, batches, batch_size):
@@ -252,9 +260,7 @@ def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
     is checked against the float64 oracle with the format's tolerance; after the untimed
     epoch, the deviation of its mean loss and of its weights from a float64 epoch is
     recorded (relative: |loss - oracle| / oracle; max |W - W_oracle| / max |W_oracle|)."""
-    from implementations.formats import tolerance
-
-    m = format_model(tier, fmt)
+    m = model_of(tier, fmt)
     benchmark.group = f"format {what} batch={fmt_batch}"
     extra = {"dtype": fmt, "label": f"{tier} {fmt}"}
     if what == "train_step":

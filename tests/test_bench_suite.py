@@ -100,3 +100,21 @@ def test_bench_run_with_nothing_selected_says_why(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0
     assert "left untouched" in proc.stderr and "(exit 0)" not in proc.stderr
+
+
+def test_suite_in_another_format_and_a_bad_one():
+    ok = _pytest_bench("--benchmark-disable", "--dtype", "float64", "-rs", "-k",
+                       "test_pass and train_step and 64 and (numpy or loops or torch-cuda)")
+    assert ok.returncode == 0, ok.stdout[-2000:]
+    assert "torch-cuda does not compute in float64" in ok.stdout or "no CUDA" in ok.stdout
+    bad = _pytest_bench("--benchmark-only", "--dtype", "float8", "-k", "test_pass")
+    assert bad.returncode == 4 and "unknown number format 'float8'" in bad.stderr
+
+
+def test_bench_run_names_a_full_run_in_another_format():
+    from bench.run import destination, parse
+
+    args, rest = parse(["--dtype", "float64", "--threads", "1"])
+    assert destination(args, rest).name == "latest-float64.json"
+    args, rest = parse(["--dtype=bfloat16", "-k", "numpy"])
+    assert destination(args, rest).name == "partial.json"
