@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 DEFAULT_BATCHES = (1, 64, 1024)
+SUITE = {"hidden": 128}  # the session's network width (--hidden), read by the benchmarks
 
 
 def pytest_addoption(parser):
@@ -22,6 +23,8 @@ def pytest_addoption(parser):
                 help="comma-separated batch sizes (default 1,64,1024)")
     g.addoption("--threads", default=None,
                 help="threads for every CPU library (default: all cores)")
+    g.addoption("--hidden", default="128",
+                help="hidden units H of the benchmarked 784 -> H -> 10 network (default 128)")
     g.addoption("--dtype", default=None,
                 help="number format of the main suite's models (default: each tier's own, "
                      "float32; tiers without it are skipped with the reason)")
@@ -62,6 +65,17 @@ def parse_dtype(value) -> str | None:
     return get_format(value).name
 
 
+def parse_hidden(value) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--hidden takes a whole number >= 1, got {value!r}")
+    return int(text)
+
+
+def suite_hidden() -> int:
+    return SUITE["hidden"]
+
+
 def suite_format(config) -> str | None:
     return config.mnist_tiers_dtype
 
@@ -93,6 +107,7 @@ def pytest_configure(config):
         config.mnist_tiers_batches = parse_batch_sizes(config.getoption("--batch-sizes"))
         threads = parse_threads(config.getoption("--threads"))
         config.mnist_tiers_dtype = parse_dtype(config.getoption("--dtype"))
+        SUITE["hidden"] = parse_hidden(config.getoption("--hidden"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             set_threads(threads)

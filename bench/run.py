@@ -5,8 +5,8 @@ its destination and moved into place only if the run succeeded (no half-written 
 plus pytest-benchmark's autosave history for `pytest-benchmark compare`.
 
 Destination: out/bench/<machine>/latest.json (quick.json with --quick, partial.json for a
-selection: -k, -m or --batch-sizes, so a subset never replaces a full run; latest-<format>.json
-for a full run with --dtype; ignored by git),
+selection: -k, -m or --batch-sizes, so a subset never replaces a full run; latest-h<H>.json or
+latest-<format>.json for a full run with --hidden or --dtype; ignored by git),
 --reference: the committed bench/results/<machine>/ instead (what `make reference` does),
 --benchmark-json=PATH: exactly PATH. Other arguments go to pytest (e.g. --quick,
 --batch-sizes 64, --threads 1, -k EXPR).
@@ -40,11 +40,17 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--reference", action="store_true")
     p.add_argument("--benchmark-json", type=Path, default=None)
     args, rest = p.parse_known_args(argv)
-    fmt = next((a.split("=", 1)[1] if "=" in a else rest[i + 1]
-                for i, a in enumerate(rest) if a.split("=")[0] == "--dtype" and
-                ("=" in a or i + 1 < len(rest))), None)
-    args.dtype = fmt
+    args.dtype, args.hidden = (_value(rest, "--dtype"), _value(rest, "--hidden"))
     return args, rest
+
+
+def _value(rest: list[str], option: str) -> str | None:
+    """The value given to a pytest option in `rest` (--opt=V or --opt V), else None."""
+    for i, a in enumerate(rest):
+        if a.split("=")[0] == option:
+            return a.split("=", 1)[1] if "=" in a else (rest[i + 1] if i + 1 < len(rest)
+                                                        else None)
+    return None
 
 
 def destination(args, rest: list[str]) -> Path:
@@ -53,8 +59,10 @@ def destination(args, rest: list[str]) -> Path:
     partial = any(a.split("=")[0] in ("-k", "-m", "--batch-sizes") or a.startswith("-k")
                   for a in rest)
     name = "quick.json" if "--quick" in rest else "partial.json" if partial else "latest.json"
-    if args.dtype and name == "latest.json":  # a full run in another format: kept beside
-        name = f"latest-{args.dtype}.json"
+    if name == "latest.json":  # a full run at another width or format: kept beside
+        tags = ([f"h{args.hidden}"] if args.hidden not in (None, "128") else []) + (
+            [args.dtype] if args.dtype else [])
+        name = "-".join(["latest", *tags]) + ".json"
     return paths.bench_root(args.reference) / machine_name() / name
 
 

@@ -12,14 +12,24 @@ import numpy as np
 import pytest
 
 from bench.common import mean_seconds, record, timed, verify
-from bench.plugin import batch_sizes, suite_format
+from bench.plugin import batch_sizes, suite_format, suite_hidden
 from implementations.checks import assert_close, oracle_step, product_atol, random_batch
-from implementations.experiment import D, H, K, epoch_batches, init_params, step_flops
+from implementations.experiment import D, K, epoch_batches, init_params, step_flops
 from implementations.formats import tolerance
 from implementations.registry import TIERS, build_model
 from kernels import vectorized as oracle
 
 ACT = "relu"
+
+
+def params0():
+    """The shared initial weights at the session's width (--hidden, default 128)."""
+    return init_params(0, h=suite_hidden())
+
+
+def flops_of(n):
+    """Counted FLOPs per pass of a train step on n samples at the session's width."""
+    return step_flops(n, h=suite_hidden())
 LR = 0.1
 PASSES = ("forward", "backward", "train_step")
 LOOPS_MAX_BATCH = 64  # loops at 1024 would take ~15 s per train step
@@ -58,9 +68,9 @@ def model_of(tier_name, fmt=None):
         pytest.skip(f"{tier_name}: {tier.unavailable_reason}")
     fmt = fmt or tier.default_format
     if (tier_name, fmt) not in _models:
-        _models[tier_name, fmt] = build_model(tier_name, init_params(0), ACT, dtype=fmt)
+        _models[tier_name, fmt] = build_model(tier_name, params0(), ACT, dtype=fmt)
     m = _models[tier_name, fmt]
-    m.load_weights(init_params(0))
+    m.load_weights(params0())
     return m
 
 
@@ -91,7 +101,7 @@ def test_pass(benchmark, tier, pass_, batch, request):
         pytest.skip(f"{tier} has no separate backward: it is fused into the train step")
     benchmark.group = f"{pass_} batch={batch}"
     x, y, xb, yb = batch_of(m, batch)
-    ref = oracle_step(init_params(0), x, y, ACT, LR)
+    ref = oracle_step(params0(), x, y, ACT, LR)
     m.prepare_batches([batch], LR)
     slow = not TIERS[tier].fast
 
@@ -122,7 +132,7 @@ def test_pass(benchmark, tier, pass_, batch, request):
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=slow)
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=batch,
-           flops=step_flops(batch)[pass_], samples=batch, pass_=pass_, dtype=fmt)
+           flops=flops_of(batch)[pass_], samples=batch, pass_=pass_, dtype=fmt)
 
 
 EPOCH_CASES = [(t, "resident") for t in TIERS] + [
@@ -134,7 +144,7 @@ _epoch_reference: dict = {}
 def reference_epoch_loss(x, y, batches, batch_size=64):
     key = (len(x), batch_size)
     if key not in _epoch_reference:
-        m = build_model("numpy", init_params(0), ACT)
+        m = build_model("numpy", params0(), ACT)
         _epoch_reference[key] = m.train_epoch(*m.prepare(x, y), batches, LR)
     return _epoch_reference[key]
 
@@ -154,7 +164,7 @@ def test_epoch(benchmark, tier, loader, mnist_train, request):
     if loader == "resident":
         m = model_of(tier, fmt)
     else:
-        m = build_model(tier, init_params(0), ACT, loader=loader, dtype=fmt)
+        m = build_model(tier, params0(), ACT, loader=loader, dtype=fmt)
     benchmark.group = "epoch batch=64"
     X, Y = m.prepare(x, y)
     m.prepare_batches({len(b) for b in batches}, LR)
@@ -172,7 +182,7 @@ def test_epoch(benchmark, tier, loader, mnist_train, request):
         extra["extrapolated_epoch_seconds"] = mean_seconds(benchmark) * 60000 / n
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=64,
-           flops=step_flops(n)["train_step"], samples=n, **extra)
+           flops=flops_of(n)["train_step"], samples=n, **extra)
 
 
 DDP_PROCS = (1, 2)
@@ -183,9 +193,9 @@ _ddp_models: dict = {}
 def ddp_model(procs):
     """One torch-ddp model per process count for the session, reset to the init weights."""
     if procs not in _ddp_models:
-        _ddp_models[procs] = build_model("torch-ddp", init_params(0), ACT, procs=procs)
+        _ddp_models[procs] = build_model("torch-ddp", params0(), ACT, procs=procs)
     m = _ddp_models[procs]
-    m.load_weights(init_params(0))
+    m.load_weights(params0())
     return m
 
 
@@ -232,7 +242,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
             extra.update(allreduce_times={str(k): v for k, v in times.items()},
                          allreduce_alpha_s=alpha, allreduce_bandwidth_bps=bandwidth)
     record(benchmark, tier=tier, device="cpu", batch=ddp_batch,
-           flops=step_flops(len(x))["train_step"], samples=len(x), **extra)
+           flops=flops_of(len(x))["train_step"], samples=len(x), **extra)
 
 
 # every tier with a choice of format; not the multi-process tiers, whose ranks compute like
@@ -246,7 +256,7 @@ _oracle_epochs: dict = {}
 def oracle_epoch(x, y, batches, batch_size):
     """Per-step losses and weights of one float64 numpy epoch (the oracle)."""
     if batch_size not in _oracle_epochs:
-        m = build_model("numpy", init_params(0), ACT, dtype="float64")
+        m = build_model("numpy", params0(), ACT, dtype="float64")
         losses = m.train_epoch(*m.prepare(x, y), batches, LR)
         _oracle_epochs[batch_size] = (losses, m.weights())
     return _oracle_epochs[batch_size]
@@ -265,18 +275,18 @@ def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
     extra = {"dtype": fmt, "label": f"{tier} {fmt}"}
     if what == "train_step":
         x, y, xb, yb = batch_of(m, fmt_batch)
-        ref = oracle_step(init_params(0), x, y, ACT, LR)
+        ref = oracle_step(params0(), x, y, ACT, LR)
         m.prepare_batches([fmt_batch], LR)
 
         def check():
             m.train_step(xb, yb, LR)
             for name, w in m.weights().items():
-                want = ref[name] - init_params(0)[name]
-                assert_close(f"{tier} {fmt} update of {name}", w - init_params(0)[name], want,
+                want = ref[name] - params0()[name]
+                assert_close(f"{tier} {fmt} update of {name}", w - params0()[name], want,
                              **tolerance(fmt, want))
         verify(tier, check)
         timed(benchmark, synced(m, lambda: m.train_step(xb, yb, LR)), slow=False)
-        flops, samples = step_flops(fmt_batch)["train_step"], fmt_batch
+        flops, samples = flops_of(fmt_batch)["train_step"], fmt_batch
     else:
         x, y = mnist_train
         batches = epoch_batches(len(x), fmt_batch, seed=0, epoch=0)
@@ -297,7 +307,7 @@ def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
         verify(tier, check)
         benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)), rounds=2,
                            iterations=1)
-        flops, samples = step_flops(len(x))["train_step"], len(x)
+        flops, samples = flops_of(len(x))["train_step"], len(x)
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=fmt_batch, flops=flops,
            samples=samples, **extra)
 
@@ -318,6 +328,7 @@ KERNEL_TIERS = [t.name for t in TIERS.values() if t.kernels]
 def kernel_case(k, kernel, n):
     """Arguments (tier form), float64 oracle result, FLOPs and per-output absolute
     tolerances (None: the default) of one kernel at batch n."""
+    H = suite_hidden()
     rng = np.random.default_rng(n)
     x = rng.random((n, D))
     W = rng.standard_normal((D, H)) / np.sqrt(D)

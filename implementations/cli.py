@@ -114,11 +114,11 @@ def _cmd_train(args) -> int:
     result = train(args.tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    activation=settings["activation"], seed=args.seed, limit=args.limit,
                    data_dir=args.data_dir, threads=args.threads, on_epoch=on_epoch,
-                   model_options=options, dtype=dtype)
+                   model_options=options, dtype=dtype, hidden=args.hidden)
     bar.close()
     print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
-          f"format: {result.dtype}; threads: {result.threads} (every library: "
-          f"{result.threads_by_library})")
+          f"hidden {result.hidden}; format: {result.dtype}; threads: {result.threads} "
+          f"(every library: {result.threads_by_library})")
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden activation (default relu, or the preset's)")
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="seed-scratch: sigmoid; seed-pytorch: relu")
+    t.add_argument("--hidden", type=whole_number(1), default=128,
+                   help="hidden units H of the 784 -> H -> 10 network (default 128)")
     t.add_argument("--lr", type=positive_number, default=0.1)
     t.add_argument("--seed", type=whole_number(0), default=0)
     t.add_argument("--limit", type=whole_number(1), default=None,

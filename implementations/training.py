@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from implementations import data as mnist_data
-from implementations.experiment import epoch_batches, init_params
+from implementations.experiment import H, epoch_batches, init_params
 from implementations.registry import build_model
 from implementations.validation import check_batch
 from kernels import vectorized
@@ -31,6 +31,7 @@ class TrainResult:
     compile_seconds: float
     threads_by_library: dict = field(default_factory=dict)
     dtype: str = "float32"
+    hidden: int = 128
     epoch_seconds: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -89,17 +90,20 @@ def check_settings(epochs, batch_size, lr, seed, limit) -> None:
 def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
           activation: str = "relu", seed: int = 0, limit: int | None = None,
           data_dir=None, threads: int | None = None, on_epoch=None,
-          model_options: dict | None = None, dtype: str | None = None) -> TrainResult:
+          model_options: dict | None = None, dtype: str | None = None,
+          hidden: int = H) -> TrainResult:
     """Train tier `tier` from the shared init and order; returns per-epoch figures.
 
     on_epoch(result, epoch) is called after each epoch (the CLI prints from it). dtype: a
-    number format the tier supports (implementations.formats; default the tier's own).
+    number format the tier supports (implementations.formats; default the tier's own);
+    hidden: the width H of the hidden layer (784 -> H -> 10).
     Epoch seconds cover only the epoch's steps (synchronized); evaluation and compilation
     are outside them.
     """
     from implementations.threads import set_threads, thread_counts
 
     check_settings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
+    _whole("--hidden", hidden, 1)
     from implementations.registry import get_tier
 
     fmt = get_tier(tier).check_format(dtype or get_tier(tier).default_format)
@@ -113,7 +117,8 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     y_test = mn.test_labels.astype(np.int64)
     check_batch(x_train, y_train)  # once, not inside every timed epoch
 
-    model = build_model(tier, init_params(seed), activation, dtype=fmt, **(model_options or {}))
+    model = build_model(tier, init_params(seed, h=hidden), activation, dtype=fmt,
+                        **(model_options or {}))
     X, Y = model.prepare(x_train, y_train)
     n = x_train.shape[0]
     t0 = time.perf_counter()
@@ -121,7 +126,7 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     model.sync()
     compile_seconds = model.compile_seconds + time.perf_counter() - t0
     result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
-                         compile_seconds, thread_counts(), fmt,
+                         compile_seconds, thread_counts(), fmt, hidden,
                          extra=getattr(model, "options", {}))
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(epochs):

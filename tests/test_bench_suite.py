@@ -118,3 +118,15 @@ def test_bench_run_names_a_full_run_in_another_format():
     assert destination(args, rest).name == "latest-float64.json"
     args, rest = parse(["--dtype=bfloat16", "-k", "numpy"])
     assert destination(args, rest).name == "partial.json"
+
+
+def test_suite_at_another_width():
+    ok = _pytest_bench("--benchmark-disable", "--hidden", "33", "-k",
+                       "(test_pass and train_step and 64 and numba-fused) or "
+                       "(test_kernel and numba and linear_backward and 64)")
+    assert ok.returncode == 0 and "2 passed" in ok.stdout, ok.stdout[-2000:]
+    bad = _pytest_bench("--benchmark-only", "--hidden", "0", "-k", "test_pass")
+    assert bad.returncode == 4 and "--hidden takes a whole number >= 1" in bad.stderr
+    from bench.run import destination, parse
+
+    assert destination(*parse(["--hidden", "300"])).name == "latest-h300.json"

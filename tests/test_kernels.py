@@ -10,7 +10,9 @@ from implementations.registry import TIERS
 from kernels import vectorized as oracle
 
 KERNEL_TIERS = [t.name for t in TIERS.values() if t.kernels]
-SHAPES = [(7, 13, 5, 3), (1, 13, 5, 3), (33, 29, 17, 10)]  # N, D, H, K
+# N, D, H, K: the hidden widths 1, 5, 17, 33 and 300 are no multiple of any tile
+SHAPES = [(7, 13, 5, 3), (1, 13, 5, 3), (33, 29, 17, 10), (9, 31, 1, 10), (6, 40, 33, 10),
+          (5, 50, 300, 10)]
 
 
 def kernels_of(tier_name):
@@ -26,12 +28,12 @@ def f32(k, a):
 
 @pytest.fixture(params=SHAPES, ids=lambda s: "x".join(map(str, s)))
 def arrays(request):
-    n, d, h, _ = request.param
+    n, d, h, k = request.param
     rng = np.random.default_rng(sum(request.param))
     return {
         "x": rng.random((n, d)), "W": rng.standard_normal((d, h)) / np.sqrt(d),
         "b": rng.standard_normal(h), "dz": rng.standard_normal((n, h)),
-        "z": 3 * rng.standard_normal((n, h)),
+        "z": 3 * rng.standard_normal((n, h)), "logits": 3 * rng.standard_normal((n, k)),
     }
 
 
@@ -76,8 +78,8 @@ def test_activations(tier, act, arrays):
 @pytest.mark.parametrize("tier", KERNEL_TIERS)
 def test_softmax_cross_entropy(tier, arrays):
     k = kernels_of(tier)
-    logits = arrays["z"][:, :3]
-    y = np.arange(logits.shape[0]) % 3
+    logits = arrays["logits"]
+    y = np.arange(logits.shape[0]) % logits.shape[1]
     loss, dl = k.softmax_cross_entropy(f32(k, logits), y)
     rloss, rdl = oracle.softmax_cross_entropy(logits, y)
     assert_close(f"{tier} loss", loss, rloss)
