@@ -3,8 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench bench-quick profile report train-reference bench-reference \
-	profile-reference report-reference reference lint clean
+.PHONY: setup test bench bench-quick profile report sweep train-reference bench-reference \
+	profile-reference sweep-reference report-reference reference lint clean
 
 # A user's runs (bench, profile, report) write under out/ (ignored by git); only the
 # *-reference targets rewrite the committed set in bench/results/ and profiles/reports/.
@@ -32,6 +32,12 @@ profile: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/mnist-tiers report
 
+sweep: $(STAMP)
+	$(VENV)/bin/mnist-tiers sweep
+
+sweep-reference: $(STAMP)
+	$(VENV)/bin/mnist-tiers sweep --reference
+
 # 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
 REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
 # ... and in other number formats (tier:format), for the report's precision table
@@ -58,7 +64,7 @@ report-reference: $(STAMP)
 	$(VENV)/bin/mnist-tiers report --reference
 
 # the committed reference set of this machine: trainings, benchmarks, profiles, report
-reference: train-reference bench-reference profile-reference report-reference
+reference: train-reference bench-reference profile-reference sweep-reference report-reference
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -132,6 +132,21 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from bench.sweep import sweep
+
+    path = sweep(args.tier or None, quick=args.quick, reference=args.reference,
+                 progress=not args.no_progress)
+    doc = json.loads(path.read_text())
+    print(f"sweep: {path} ({doc['wall_seconds']:.0f} s)")
+    for tier, m in doc["cost_models"].items():
+        if m:
+            print(f"  {tier:<18} t_step = {m['t0_us']:.1f} us + FLOPs / "
+                  f"{m['rate_gflops']:.3g} GFLOP/s   (R^2 of log t {m['r2_log']:.3f}, "
+                  f"{len(m['misses'])} cells missed by > 30%)")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from bench.report import build
 
@@ -191,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the committed reference set (profiles/reports/<machine>) "
                          "instead of out/profiles/<machine>")
 
+    sw = sub.add_parser("sweep", help="train step of every CPU tier over batch x hidden width, "
+                                      "with a cost model per tier")
+    sw.add_argument("--tier", action="append", help="sweep this tier (repeatable; default: "
+                                                    "every available CPU tier)")
+    sw.add_argument("--quick", action="store_true", help="a small grid (batch 1, 64, 1024 x "
+                                                         "hidden 32, 512)")
+    sw.add_argument("--reference", action="store_true",
+                    help="write the committed bench/results/<machine>/sweep.json")
+    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     rp = sub.add_parser("report", help="tables, plots and claim verdicts from saved results")
     rp.add_argument("--results", action="append",
                     help="a pytest-benchmark JSON (repeatable; default: every "
@@ -205,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile,
-            "report": _cmd_report}
+            "sweep": _cmd_sweep, "report": _cmd_report}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
