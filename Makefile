@@ -42,6 +42,9 @@ sweep-reference: $(STAMP)
 REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
 # ... and in other number formats (tier:format), for the report's precision table
 REF_FORMATS ?= numpy:float64 torch-cpu:bfloat16
+# ... and the fastest CPU tier at other widths, for the report's accuracy-vs-width table
+WIDTH_TIER ?= numba-fused
+REF_WIDTHS ?= 32 300 800
 train-reference: $(STAMP)
 	@dir=bench/results/$$($(PY) -c "from implementations.machine import machine_name as m; print(m())"); \
 	mkdir -p $$dir; for t in $(REF_TIERS); do \
@@ -52,7 +55,12 @@ train-reference: $(STAMP)
 	  echo "training $$t in $$f (10 epochs) -> $$dir/train-$$t-$$f.json"; \
 	  $(VENV)/bin/mnist-tiers train --tier $$t --dtype $$f --epochs 10 --json --no-progress \
 	    > $$dir/.train-$$t-$$f.tmp && mv $$dir/.train-$$t-$$f.tmp $$dir/train-$$t-$$f.json \
-	    || exit 1; done
+	    || exit 1; done; \
+	for h in $(REF_WIDTHS); do \
+	  echo "training $(WIDTH_TIER) at H=$$h (10 epochs) -> $$dir/train-$(WIDTH_TIER)-h$$h.json"; \
+	  $(VENV)/bin/mnist-tiers train --tier $(WIDTH_TIER) --hidden $$h --epochs 10 --json \
+	    --no-progress > $$dir/.train-h$$h.tmp && mv $$dir/.train-h$$h.tmp \
+	    $$dir/train-$(WIDTH_TIER)-h$$h.json || exit 1; done
 
 bench-reference: $(STAMP)
 	$(PY) -m bench.run --reference

@@ -136,7 +136,9 @@ def accuracy_curves(trainings, path):
     for t in trainings:
         acc = [100 * a for a in t["test_accuracy"]]
         fmt = t.get("dtype", "float32")
-        label = f"{t['tier']} ({t['activation']}{'' if fmt == 'float32' else ', ' + fmt})"
+        h = t.get("hidden", 128)
+        label = (f"{t['tier']} ({t['activation']}{'' if fmt == 'float32' else ', ' + fmt}"
+                 f"{'' if h == 128 else f', H={h}'})")
         ax.plot(range(1, len(acc) + 1), acc, marker=".", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy %")

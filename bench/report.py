@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from bench import claims as claims_mod
-from bench import ddp_report, plots, precision_report
+from bench import ddp_report, plots, precision_report, scaling_report
 from bench.results_data import (
     RESULTS,
     breakdown_charts,
@@ -122,15 +122,16 @@ def training_table(trainings) -> list[str]:
     if not trainings:
         return ["No training results given (`mnist-tiers train ... --json > "
                 "out/bench/<machine>/train-<tier>.json`, or `--train FILE`).", ""]
-    lines = ["| tier | format | activation | machine | epochs | final test acc % | "
+    lines = ["| tier | hidden | format | activation | machine | epochs | final test acc % | "
              "epochs to 97% | time to 97% s | mean epoch s | compile s |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for t in trainings:
         acc = t["test_accuracy"]
         e97 = claims_mod.epochs_to(acc)
         t97 = f"{sum(t['epoch_seconds'][:e97]):.1f}" if e97 else "-"
         machine = Path(t.get("source", "?")).parent.name
-        lines.append(f"| {t['tier']} | {t.get('dtype', 'float32')} | {t['activation']} | "
+        lines.append(f"| {t['tier']} | {t.get('hidden', 128)} | {t.get('dtype', 'float32')} | "
+                     f"{t['activation']} | "
                      f"{machine} | {len(acc)} | {100 * acc[-1]:.2f} | "
                      f"{e97 or '-'} | {t97} | {sum(t['epoch_seconds']) / len(acc):.3g} | "
                      f"{t.get('compile_seconds', 0):.1f} |")
@@ -193,8 +194,17 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     md += ["", "Times are pytest-benchmark means unless marked median; every timed result "
            "was checked against the float64 oracle first (correct: true). Ratios compare "
            "tiers within one run only. Claim verdicts and crossovers use medians, which a few "
-           "descheduled calls on a shared machine cannot flip.", "", "## Claims checked", ""]
-    md += claims_section(claims_mod.all_claims(runs, trainings, TIERS.values()))
+           "descheduled calls on a shared machine cannot flip.", ""]
+    # the accuracy claims compare tiers on one network: the default width, float32
+    comparable = [t for t in trainings if t.get("hidden", 128) == 128
+                  and t.get("dtype", "float32") == "float32"]
+    claims = claims_mod.all_claims(runs, comparable, TIERS.values())
+    sweeps = {run.name: scaling_report.load_sweep(scaling_report.sweep_path(run.name, reference))
+              for run in runs}
+    for run in runs:
+        md += scaling_report.summary(run, sweeps[run.name], claims)
+    md += ["## Claims checked", ""]
+    md += claims_section(claims)
     for run in runs:
         slug = re.sub(r"[^a-z0-9-]", "", run.name)
         md += [f"## Results on {run.name}", ""]
@@ -212,10 +222,12 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)
         md += precision_report.section(run, trainings)
+        md += scaling_report.scaling_section(sweeps[run.name], out, slug)
     md += ["## Training", ""] + training_table(trainings)
     if trainings:
         plots.accuracy_curves(trainings, out / "accuracy.png")
         md += ["![accuracy](accuracy.png)", ""]
+    md += scaling_report.accuracy_vs_width(trainings)
     for machine, png in breakdown_charts(reference).items():
         if machine not in {run.name for run in runs}:
             continue

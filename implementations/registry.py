@@ -25,6 +25,9 @@ class Tier:
     loaders: tuple[str, ...] = ("resident",)  # how batches reach it (--loader)
     formats: tuple[str, ...] = ("float32",)  # number formats (--dtype), see formats.py
     formats_note: str = ""  # how it computes in them, when that needs saying
+    # whose allocator holds its step's arrays: "numpy" (tracemalloc sees them) or "torch"
+    # (a caching allocator neither tracemalloc nor the RSS high-water mark sees once warm)
+    allocator: str = "numpy"
     note: Callable[[], str | None] = lambda: None
 
     @property
@@ -186,14 +189,16 @@ _ENTRIES = [
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
                        name="torch-cpu")), loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,
-         formats_note=AUTOCAST_NOTE),
+         formats_note=AUTOCAST_NOTE, allocator="torch"),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
                        compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason,
-         loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE),
+         loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
+         allocator="torch"),
     Tier("torch-ddp", "the same split across processes with DistributedDataParallel (gloo).",
          "cpu", _warmed(_lazy("implementations.ddp", "DDPModel", name="torch-ddp")),
-         processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE),
+         processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
+         allocator="torch"),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
                        name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS,

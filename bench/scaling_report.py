@@ -1,0 +1,283 @@
+"""The report's summary and Scaling section (from the sweep), and accuracy vs width.
+
+Summary: the fastest tier per batch size and device in the benchmark run (its ratio to NumPy
+and % of peak), each tier's cost-model line from the sweep, and the claim verdicts as a table.
+Scaling (bench/sweep.py's JSON): (a) time per sample vs batch, log-log, at H = 128 and 2048;
+(b) the winner of each (batch, H) cell with its speed-up over the runner-up; (c) achieved
+GFLOP/s vs FLOPs per step with the fitted cost models; (d) memory per step vs batch against
+the analytic minimum; (e) the cost-model table with the cells it misses and the crossovers.
+Accuracy vs width: 10-epoch test accuracy of trainings at several widths next to the
+published test errors of two-layer networks on MNIST.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench import plots
+from implementations import paths
+
+# Published test errors of 784-H-10 networks on MNIST (H: error %, source)
+PUBLISHED = [
+    (300, 4.7, "LeCun, Bottou, Bengio and Haffner 1998 (Proc. IEEE), 300 hidden units"),
+    (1000, 4.5, "LeCun, Bottou, Bengio and Haffner 1998 (Proc. IEEE), 1000 hidden units"),
+    (800, 1.6, "Simard, Steinkraus and Platt 2003 (ICDAR), 800 hidden units, cross-entropy"),
+]
+WHY_DIFFERENT = (
+    "Ours differ from the published figures because the recipes differ: 10 epochs of plain "
+    "SGD (lr 0.1, batch 64, ReLU, softmax cross-entropy, Glorot init, no schedule, no "
+    "regularization), where LeCun et al. trained with mean-squared error on sigmoid-type "
+    "units and Simard et al. trained far longer on elastically distorted digits.")
+
+
+def sweep_path(machine: str, reference: bool = False) -> Path | None:
+    """The sweep of `machine`: a user's out/bench/<machine>/sweep.json if present, else the
+    committed one (reference: only the committed one)."""
+    roots = [paths.bench_root(True)] if reference else [paths.bench_root(False),
+                                                         paths.bench_root(True)]
+    for root in roots:
+        p = root / machine / "sweep.json"
+        if p.exists():
+            return p
+    return None
+
+
+def load_sweep(path) -> dict | None:
+    return json.loads(Path(path).read_text()) if path else None
+
+
+# --- the summary ------------------------------------------------------------------------
+
+def summary(run, sweep, claims) -> list[str]:
+    md = ["## Summary", "", "| batch | device | fastest tier | vs numpy | % of peak |",
+          "|---:|---|---|---:|---:|"]
+    for g in run.groups("train_step"):
+        rows = run.select(g)
+        for device in sorted({r["device"] for r in rows}):
+            mine = sorted((r for r in rows if r["device"] == device), key=lambda r: r["median"])
+            numpy = next((r for r in rows if r["tier"] == "numpy"), None)
+            best = mine[0]
+            vs = f"{numpy['median'] / best['median']:.2f}x" if numpy else "-"
+            md.append(f"| {best['batch']} | {device} | {best['tier']} | {vs} | "
+                      f"{100 * (best['fraction_of_peak'] or 0):.1f} |")
+    md.append("")
+    if sweep:
+        md += ["Cost model per tier (from the sweep): t_step = t0 + FLOPs / R.", ""]
+        for tier, m in sweep["cost_models"].items():
+            if m:
+                md.append(f"- {tier}: t0 = {m['t0_us']:.3g} us, R = {m['rate_gflops']:.3g} "
+                          f"GFLOP/s (R^2 of log t {m['r2_log']:.3f})")
+        md.append("")
+    md += ["| claim | verdict | evidence |", "|---|---|---|"]
+    for c in claims:
+        first = next((f"{label}: {items[0]}" for label, items in
+                      ((c["holds_label"], c["holds"]), (c["fails_label"], c["fails"])) if items),
+                     c["notes"][0] if c["notes"] else "-")
+        md.append(f"| {c['claim']} | **{c['verdict']}** | {first} |")
+    return md + [""]
+
+
+# --- the Scaling section ----------------------------------------------------------------
+
+def _timed(sweep, tier):
+    return [c for c in sweep["cells"][tier] if "median_s" in c]
+
+
+def time_per_sample(sweep, path):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, h in zip(axes, (128, 2048)):
+        for tier in sweep["cells"]:
+            pts = sorted((c["batch"], c["median_s"] / c["batch"]) for c in _timed(sweep, tier)
+                         if c["hidden"] == h)
+            if pts:
+                b, t = zip(*pts)
+                ax.plot(b, np.array(t) * 1e6, marker="o", label=tier)
+        plots._loglog(ax, "batch size", "us per sample (train step, median)",
+                      f"Time per sample, H = {h}")
+    return plots._save(fig, path)
+
+
+def winners(sweep) -> dict[tuple[int, int], tuple[str, float]]:
+    """(batch, H) -> (fastest tier, its speed-up over the runner-up)."""
+    out = {}
+    for b in sweep["grid"]["batches"]:
+        for h in sweep["grid"]["hidden"]:
+            times = sorted((c["median_s"], tier) for tier in sweep["cells"]
+                           for c in _timed(sweep, tier) if c["batch"] == b and c["hidden"] == h)
+            if len(times) >= 2:
+                out[b, h] = (times[0][1], times[1][0] / times[0][0])
+            elif times:
+                out[b, h] = (times[0][1], float("nan"))
+    return out
+
+
+def winner_map(sweep, path):
+    import matplotlib.pyplot as plt
+
+    win = winners(sweep)
+    batches, widths = sweep["grid"]["batches"], sweep["grid"]["hidden"]
+    tiers = sorted({t for t, _ in win.values()})
+    grid = np.full((len(widths), len(batches)), np.nan)
+    fig, ax = plt.subplots(figsize=(1.3 * len(batches) + 2, 0.9 * len(widths) + 1.5))
+    for (b, h), (t, s) in win.items():
+        i, j = widths.index(h), batches.index(b)
+        grid[i, j] = tiers.index(t)
+        ax.text(j, i, f"{t}\n{s:.2f}x", ha="center", va="center", fontsize=7)
+    ax.imshow(grid, cmap="Pastel1", aspect="auto", vmin=0, vmax=max(8, len(tiers)))
+    ax.set_xticks(range(len(batches)), batches)
+    ax.set_yticks(range(len(widths)), widths)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("hidden width H")
+    ax.set_title("Fastest tier per cell, with its speed-up over the runner-up")
+    return plots._save(fig, path)
+
+
+def rates(sweep, path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    fl = np.logspace(4, 11, 100)
+    for i, tier in enumerate(sweep["cells"]):
+        cells = _timed(sweep, tier)
+        if not cells:
+            continue
+        color = f"C{i % 10}"
+        ax.scatter([c["flops"] for c in cells], [c["gflops"] for c in cells], s=14,
+                   color=color, label=tier)
+        m = sweep["cost_models"].get(tier)
+        if m:
+            t = m["t0_us"] * 1e-6 + fl / (m["rate_gflops"] * 1e9)
+            ax.plot(fl, fl / t / 1e9, color=color, lw=1)
+    plots._loglog(ax, "FLOPs per train step", "achieved GFLOP/s (median)",
+                  "Achieved rate vs work per step; lines: t0 + FLOPs / R fits", legend_size=7)
+    return plots._save(fig, path)
+
+
+def weights_bytes(h: int) -> int:
+    from implementations.experiment import D, K
+
+    return 4 * (D * h + h + h * K + K)
+
+
+def unobserved(sweep) -> list[str]:
+    """Tiers whose step allocations neither tracemalloc nor the RSS high-water mark can see:
+    those whose arrays live in torch's caching allocator (the registry's `allocator`)."""
+    from implementations.registry import TIERS
+
+    return [t for t in sweep["cells"] if t in TIERS and TIERS[t].allocator != "numpy"]
+
+
+def memory(sweep, path, h=512):
+    """Weights (resident before the step) plus what the step allocates, per tier, against
+    the analytic minimum; tiers whose allocations cannot be observed are left out."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    hidden = set(unobserved(sweep))
+    shown = False
+    for tier in sweep["cells"]:
+        if tier in hidden:
+            continue
+        pts = sorted((c["batch"], weights_bytes(h) + max(c["traced_bytes"],
+                                                         c["rss_growth_bytes"]))
+                     for c in _timed(sweep, tier) if c["hidden"] == h)
+        if pts:
+            b, m = zip(*pts)
+            ax.plot(b, np.array(m) / 2**20, marker="o", label=tier)
+            shown = True
+    mins = sorted({(c["batch"], c["minimum_bytes"]) for tier in sweep["cells"]
+                   for c in sweep["cells"][tier] if c.get("hidden") == h and "minimum_bytes" in c})
+    if mins and shown:
+        b, m = zip(*mins)
+        ax.plot(b, np.array(m) / 2**20, "k--", lw=1.5,
+                label="analytic minimum (weights + gradients + activations)")
+    plots._loglog(ax, "batch size", "MiB: weights + what one step allocates",
+                  f"Memory a step needs, H = {h}", legend_size=7)
+    return plots._save(fig, path)
+
+
+def scaling_section(sweep, out: Path, slug: str) -> list[str]:
+    if not sweep:
+        return ["## Scaling", "", "No sweep for this machine: run `make sweep`.", ""]
+    g = sweep["grid"]
+    md = ["## Scaling (the sweep)", "",
+          f"Train step of every CPU tier over batch {g['batches']} x hidden {g['hidden']} "
+          f"({sweep['date']}, {sweep['wall_seconds']:.0f} s). Every cell was checked against "
+          "the float64 oracle before it was timed; medians of at least 5 steps.", ""]
+    empty = [f"{c['skipped']} (batch {c['batch']}, H {c['hidden']})"
+             for cells in sweep["cells"].values() for c in cells if "skipped" in c]
+    failed = [f"{t} batch {c['batch']} H {c['hidden']}: {c['error']}"
+              for t, cells in sweep["cells"].items() for c in cells if "error" in c]
+    for name, fig in (("time-per-sample", time_per_sample), ("winner-map", winner_map),
+                      ("rates", rates), ("memory", memory)):
+        fig(sweep, out / f"{name}-{slug}.png")
+    md += [f"![time per sample](time-per-sample-{slug}.png)", "",
+           f"![winner map](winner-map-{slug}.png)", "",
+           f"![achieved rate](rates-{slug}.png)", "",
+           "Memory: each tier's weights plus the larger of tracemalloc's peak during one "
+           "step (Python and NumPy allocations, Numba's arrays too) and the growth of the "
+           "peak RSS during it (pages newly touched), against the analytic minimum, which "
+           "stores the gradients. numba-fused lands below that minimum because it never "
+           "stores a weight gradient (the update is fused into its computation); loops "
+           "above it, by Python's boxed floats. Not shown, because their allocations are "
+           "invisible to both measures (a caching allocator reuses its blocks; DDP works in "
+           "other processes): "
+           + (", ".join(unobserved(sweep)) or "none") + ".", "",
+           f"![memory](memory-{slug}.png)", ""]
+    md += ["| tier | t0 us | R GFLOP/s | R^2 (log t) | cells missed by > 30% |",
+           "|---|---:|---:|---:|---|"]
+    for tier, m in sweep["cost_models"].items():
+        if not m:
+            continue
+        miss = "; ".join(f"B={x['batch']} H={x['hidden']}: {x['measured_us']:.3g} us vs "
+                         f"{x['model_us']:.3g}" for x in m["misses"][:6]) or "-"
+        more = f" (+{len(m['misses']) - 6} more)" if len(m["misses"]) > 6 else ""
+        md.append(f"| {tier} | {m['t0_us']:.3g} | {m['rate_gflops']:.3g} | "
+                  f"{m['r2_log']:.3f} | {miss}{more} |")
+    md += ["", "What the model misses: t0 + FLOPs / R has no term for memory traffic, yet a "
+           "train step reads and rewrites all the weights once whatever the batch (6.4 MB "
+           "of W1 at H = 2048), so at small batches and large widths the step is bound by "
+           "bandwidth, not FLOPs, and runs slower than the model says; a single rate also "
+           "cannot follow cache cliffs, threads that only start above a size, or BLAS kernels "
+           "picked per shape (NumPy at batch 1 takes a matrix-vector path slower than batch "
+           "4). The misses above are those cells.", "",
+           "| tiers | predicted crossover batch (H = 128) | measured |", "|---|---:|---:|"]
+    for c in sweep["crossovers"]:
+        p = c["predicted_batch"]
+        pred = "none" if not p else "< 1 (one is faster at every batch)" if p < 1 else f"{p:,.0f}"
+        md.append(f"| {c['tiers'][0]} vs {c['tiers'][1]} | {pred} | "
+                  f"{c['measured_batch'] or 'none in the grid'} |")
+    md.append("")
+    if empty:
+        md += ["Empty cells: " + "; ".join(empty[:8]) + (" ..." if len(empty) > 8 else ""), ""]
+    if failed:
+        md += ["Cells that failed their check (not timed): " + "; ".join(failed), ""]
+    return md
+
+
+def accuracy_vs_width(trainings) -> list[str]:
+    by_h = {}
+    for t in trainings:
+        if t.get("epochs") == 10 and t.get("dtype", "float32") == "float32" and \
+                t.get("activation") == "relu" and t.get("batch_size") == 64:
+            by_h.setdefault(t.get("hidden", 128), []).append(t)
+    widths = sorted(h for h, ts in by_h.items() if any(x["tier"] == "numba-fused" for x in ts))
+    if len(widths) < 2:
+        return []
+    md = ["## Accuracy vs width", "",
+          "10-epoch test accuracy of numba-fused (ReLU, batch 64, lr 0.1), against the "
+          "published test errors of two-layer networks on MNIST.", "",
+          "| hidden units | ours: test error % (accuracy %) | published test error % | source |",
+          "|---:|---:|---:|---|"]
+    for h in widths:
+        acc = next(x for x in by_h[h] if x["tier"] == "numba-fused")["test_accuracy"][-1]
+        pub = [p for p in PUBLISHED if p[0] == h]
+        md.append(f"| {h} | {100 * (1 - acc):.2f} ({100 * acc:.2f}) | "
+                  f"{pub[0][1] if pub else '-'} | {pub[0][2] if pub else '-'} |")
+    for h, err, src in PUBLISHED:
+        if h not in widths:
+            md.append(f"| {h} | - | {err} | {src} |")
+    return md + ["", WHY_DIFFERENT, ""]
