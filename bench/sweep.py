@@ -91,7 +91,7 @@ def _time(step, sync) -> list[float]:
     return times
 
 
-def run_cell(model, params, batch: int, h: int) -> dict:
+def run_cell(model, params, batch: int, h: int, fmt: str = "float32") -> dict:
     """Check, then time, one (tier, batch, width) cell; returns its record."""
     from implementations.formats import tolerance
 
@@ -107,8 +107,7 @@ def run_cell(model, params, batch: int, h: int) -> dict:
         model.train_step(xb, yb, LR)
         with contextlib.redirect_stdout(io.StringIO()):  # the checks' lines would drown the bar
             for name, w in model.weights().items():
-                assert_close(f"{model.name} {name}", w, ref[name],
-                             **tolerance("float32", ref[name]))
+                assert_close(f"{model.name} {name}", w, ref[name], **tolerance(fmt, ref[name]))
     except AssertionError as exc:
         return {**cell, "error": f"result does not match the oracle, not timed: {exc}"}
 
@@ -172,8 +171,11 @@ def crossovers(models: dict, cells: dict, h: int = 128) -> list[dict]:
 
 
 def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False,
-          batches=None, widths=None, progress=True) -> Path:
-    """Run the sweep (see the module docstring); returns the JSON's path."""
+          batches=None, widths=None, progress=True, dtype: str | None = None) -> Path:
+    """Run the sweep (see the module docstring); returns the JSON's path.
+
+    dtype: a number format (default: each tier's own); tiers without it are left out, and
+    the JSON is named sweep-<format>.json."""
     from tqdm import tqdm
 
     from implementations import paths
@@ -184,13 +186,16 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
     set_threads()
     batches = batches or (QUICK_BATCHES if quick else BATCHES)
     widths = widths or (QUICK_WIDTHS if quick else WIDTHS)
-    names = tiers or [t.name for t in TIERS.values() if t.available and t.device == "cpu"]
+    names = tiers or [t.name for t in TIERS.values() if t.available and t.device == "cpu"
+                      and (dtype is None or dtype in t.formats)]
     for n in names:
         if n not in TIERS or not TIERS[n].available:
             raise ValueError(f"tier {n!r} cannot be swept here: "
                              f"{TIERS[n].unavailable_reason if n in TIERS else 'unknown'}")
-    out_path = out_path or (paths.bench_root(reference) / machine_name()
-                            / ("quick-sweep.json" if quick else "sweep.json"))
+        if dtype:
+            TIERS[n].check_format(dtype)
+    stem = ("quick-sweep" if quick else "sweep") + (f"-{dtype}" if dtype else "")
+    out_path = out_path or (paths.bench_root(reference) / machine_name() / f"{stem}.json")
     info = describe()
     peak = info["sgemm_gflops"]
     cells: dict[str, list] = {n: [] for n in names}
@@ -201,7 +206,8 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
         for h in widths:
             params = init_params(0, h=h)
             t0 = time.perf_counter()
-            model = build_model(name, params, "relu")
+            fmt = dtype or TIERS[name].default_format
+            model = build_model(name, params, "relu", dtype=fmt)
             compile_s = time.perf_counter() - t0
             for b in batches:
                 bar.set_postfix_str(f"{name} H={h} B={b}")
@@ -211,7 +217,7 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
                                         f"{name}: a step would take ~{est:.0f} s "
                                         f"(> {LOOPS_MAX_SECONDS:.0f} s)"})
                 else:
-                    cell = run_cell(model, params, b, h)
+                    cell = run_cell(model, params, b, h, fmt)
                     cell["compile_seconds"] = compile_s
                     if "gflops" in cell:
                         cell["fraction_of_peak"] = cell["gflops"] / peak
@@ -221,7 +227,7 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
                 model.close()
     bar.close()
     models = {n: fit_cost_model(cs) for n, cs in cells.items()}
-    doc = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick,
+    doc = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick, "dtype": dtype,
            "grid": {"batches": list(batches), "hidden": list(widths)},
            "wall_seconds": time.perf_counter() - t_start, "cells": cells,
            "cost_models": models, "crossovers": crossovers(models, cells)}

@@ -136,7 +136,7 @@ def _cmd_sweep(args) -> int:
     from bench.sweep import sweep
 
     path = sweep(args.tier or None, quick=args.quick, reference=args.reference,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, dtype=args.dtype)
     doc = json.loads(path.read_text())
     print(f"sweep: {path} ({doc['wall_seconds']:.0f} s)")
     for tier, m in doc["cost_models"].items():
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "hidden 32, 512)")
     sw.add_argument("--reference", action="store_true",
                     help="write the committed bench/results/<machine>/sweep.json")
+    sw.add_argument("--dtype", choices=list(FORMATS), default=None,
+                    help="number format (default: each tier's own); tiers without it are "
+                         "left out")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     rp = sub.add_parser("report", help="tables, plots and claim verdicts from saved results")

@@ -106,3 +106,12 @@ def test_scaling_section_and_accuracy_vs_width(tmp_path):
     assert "| 300 | 2.20 (97.80) | 4.7 | LeCun" in text and "| 800 | 2.00 (98.00) | 1.6 |" in text
     assert "| 1000 | - | 4.5 |" in text and "distorted" in text
     assert np.isfinite(win[16, 32][1])
+
+
+def test_sweep_in_another_format(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "MIN_SECONDS", 0.01)
+    doc = json.loads(sweep.sweep(["numpy"], out_path=tmp_path / "s.json", batches=(4,),
+                                 widths=(5,), progress=False, dtype="float64").read_text())
+    assert doc["dtype"] == "float64" and "median_s" in doc["cells"]["numpy"][0]
+    with pytest.raises(ValueError, match="does not compute in bfloat16"):
+        sweep.sweep(["numpy"], out_path=tmp_path / "t.json", progress=False, dtype="bfloat16")
