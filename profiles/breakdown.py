@@ -16,7 +16,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from implementations.experiment import init_params
+from implementations.experiment import H, init_params
 from implementations.phases import NULL_CLOCK, PhaseClock
 from implementations.registry import TIERS, build_model
 from implementations.threads import set_threads
@@ -45,7 +45,7 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
     per_step = {name: 1e3 * phases.seconds[name] / steps for name in phases.order}
     step_ms = 1e3 * total / steps
     result = {
-        "tier": tier, "device": TIERS[tier].device, "batch": 64, "steps": steps,
+        "tier": tier, "device": TIERS[tier].device, "batch": 64, "hidden": H, "steps": steps,
         "threads": threads, "step_ms": step_ms, "phases_ms": per_step,
         "other_ms": step_ms - sum(per_step.values()),
         "compile_seconds": model.compile_seconds,
