@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="mnist-tiers",
-        description="One MNIST MLP (784-128-10) in tiers: loops, NumPy, Numba, PyTorch.")
+        description="One MNIST MLP (784-H-10) in tiers: loops, NumPy, Numba, PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("tiers", help="list every tier, its description and availability")
