@@ -76,3 +76,44 @@ class NumbaFusedMLP(Model):
 
     def logits(self):
         return self._last.copy()
+
+    def phase_breakdown(self, X, Y, batches, lr) -> dict:
+        """Where the fused epoch's time goes, from the instrumented build
+        (kernels.fused_phases), next to the production epoch on the same batches.
+
+        Runs the production epoch once and the instrumented one once (weights restored
+        after each); returns ms per step of each phase, the production and instrumented
+        step times, and the measured hand-off of one empty parallel region (us).
+        """
+        import time
+
+        from kernels import fused_phases as fp
+        from kernels.numba_cpu import PARALLEL_MIN_ROWS
+
+        saved = self.weights()
+        order = np.concatenate(batches)
+        batch_size = len(batches[0])
+        steps = len(batches)
+        t0 = time.perf_counter()
+        self.train_epoch(X, Y, batches, lr)
+        production = (time.perf_counter() - t0) / steps
+        self.load_weights(saved)
+        entry = (fp.train_epoch_phases if batch_size >= PARALLEL_MIN_ROWS
+                 else fp.train_epoch_phases_serial)
+        cycles = np.zeros(len(fp.PHASES), np.int64)
+        losses = np.empty(steps, np.float64)
+        warm = np.concatenate(batches[:2])  # compiles the instrumented build, untimed
+        entry(X, Y, warm, batch_size, self.W1t, self.b1, self.W2t, self.b2,
+              self.dtype.type(lr), self.act, losses, cycles)
+        self.load_weights(saved)
+        cycles[:] = 0
+        t0 = time.perf_counter()
+        entry(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
+              self.dtype.type(lr), self.act, losses, cycles)
+        instrumented = (time.perf_counter() - t0) / steps
+        self.load_weights(saved)
+        rate = fp.cycles_per_second()
+        return {"phases_ms": {p: 1e3 * c / rate / steps for p, c in zip(fp.PHASES, cycles)},
+                "step_ms": 1e3 * production, "instrumented_step_ms": 1e3 * instrumented,
+                "handoff_us": 1e6 * fp.handoff_seconds(), "parallel_regions_per_step":
+                fp.PARALLEL_PHASES if batch_size >= PARALLEL_MIN_ROWS else 0}

@@ -162,19 +162,21 @@ def _sgd_tn(dz, x, lr, Wt, b):
 
 
 @njit(inline="always")
+def step_buffers(x, H, K):
+    """A step's work arrays in x's dtype: z1, a1 (N, H), z2, dz2 (N, K), dz1 (N, H)."""
+    N = x.shape[0]
+    return (np.empty((N, H), x.dtype), np.empty((N, H), x.dtype), np.empty((N, K), x.dtype),
+            np.empty((N, K), x.dtype), np.empty((N, H), x.dtype))
+
+
+@njit(inline="always")
 def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
     x (N, D) float32 or float64; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,);
     act RELU/SIGMOID.
     """
-    N = x.shape[0]
-    H, K = W1t.shape[0], W2t.shape[0]
-    z1 = np.empty((N, H), x.dtype)
-    a1 = np.empty((N, H), x.dtype)
-    z2 = np.empty((N, K), x.dtype)
-    dz2 = np.empty((N, K), x.dtype)
-    dz1 = np.empty((N, H), x.dtype)
+    z1, a1, z2, dz2, dz1 = step_buffers(x, W1t.shape[0], W2t.shape[0])
     _hidden_forward(x, W1t, b1, act, z1, a1)
     loss = _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
     _hidden_backward(dz2, W2t, z1, a1, act, dz1)  # reads W2 before its update
@@ -185,7 +187,7 @@ def _train_step(x, y, W1t, b1, W2t, b2, lr, act):
 
 @njit(inline="always")
 def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
-    S, D = X.shape
+    S, D = order.shape[0], X.shape[1]  # the epoch is the order, which may not cover all of X
     xb = np.empty((batch_size, D), X.dtype)
     yb = np.empty(batch_size, np.int64)
     step = 0
@@ -240,8 +242,8 @@ def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses):
     """One epoch in compiled code: batches are consecutive slices of `order`, the last one
     partial, exactly like implementations.experiment.epoch_batches.
 
-    X (S, D) float32 or float64; Y (S,) int64; order (S,) permutation; losses (ceil(S/B),)
-    overwritten.
+    X (S, D) float32 or float64; Y (S,) int64; order (M,) sample indices, M <= S (a
+    permutation of range(S) for a full epoch); losses (ceil(M/B),) overwritten.
     """
     _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses)
 

@@ -16,10 +16,12 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
+
 from implementations.experiment import H, init_params
 from implementations.phases import NULL_CLOCK, PhaseClock
 from implementations.registry import TIERS, build_model
-from implementations.threads import set_threads
+from implementations.threads import current_threads, set_threads
 from profiles.workload import mnist_batches, run_steps
 
 DEFAULT_STEPS = {"loops": 5}  # others: 200
@@ -36,6 +38,8 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
     model = build_model(tier, init_params(0))
     batches = mnist_batches(model, min(steps, 938))
     run_steps(model, batches, steps=warmup)
+    if clock is None and hasattr(model, "phase_breakdown"):
+        return _instrumented(tier, model, steps)
     phases = clock or PhaseClock(sync=model.sync)
     model.clock = phases
     t0 = phases.now()
@@ -51,6 +55,29 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
         "compile_seconds": model.compile_seconds,
     }
     result.update(memory(model, batches[:MEMORY_STEPS.get(tier, 5)]))
+    return result
+
+
+def _instrumented(tier: str, model, steps: int) -> dict:
+    """A fused tier's phases from its instrumented build (Model.phase_breakdown), over the
+    first `steps` batches of the shared order; "other" is the production step's time
+    minus the phases, and phases_agree says whether they add up to it within 10%."""
+    from implementations import data
+    from implementations.experiment import epoch_batches
+
+    mn = data.load_mnist()
+    X, Y = model.prepare(data.normalize(mn.train_images), mn.train_labels.astype(np.int64))
+    batches = epoch_batches(len(X), 64, seed=0, epoch=0)[:max(steps, 2)]
+    r = model.phase_breakdown(X, Y, batches, 0.1)
+    total = sum(r["phases_ms"].values())
+    result = {"tier": tier, "device": TIERS[tier].device, "batch": 64, "hidden": H,
+              "steps": len(batches), "threads": current_threads(), "step_ms": r["step_ms"],
+              "phases_ms": r["phases_ms"], "other_ms": r["step_ms"] - total,
+              "instrumented_step_ms": r["instrumented_step_ms"], "handoff_us": r["handoff_us"],
+              "parallel_regions_per_step": r["parallel_regions_per_step"],
+              "phases_agree": bool(abs(total - r["step_ms"]) <= 0.1 * r["step_ms"]),
+              "compile_seconds": model.compile_seconds, "method": "instrumented build"}
+    result.update(memory(model, [model.take(X, Y, b) for b in batches[:5]]))
     return result
 
 

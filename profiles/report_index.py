@@ -7,7 +7,11 @@ from pathlib import Path
 
 CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
             "update": "update", "optimizer": "update", "fused_step": "fused step",
-            "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other"}
+            "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other",
+            # numba-fused's instrumented phases
+            "gather": "gather", "layer-1 forward + activation": "forward",
+            "output layer + softmax-CE": "forward", "hidden backward": "backward",
+            "layer-2 update": "update", "layer-1 weight gradient + update": "update"}
 
 
 def category(phase: str) -> str:
@@ -35,6 +39,24 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def instrumented_notes(results: dict) -> str:
+    """A line per tier measured by an instrumented build: how its phases were timed, whether
+    they add up to the production step, and the hand-off inside its parallel phases."""
+    lines = []
+    for tier, r in sorted(results.items()):
+        if r.get("method") != "instrumented build":
+            continue
+        total = sum(r["phases_ms"].values())
+        lines.append(
+            f"\n\n{tier}: phases from its instrumented build (cycle-counter stamps between "
+            f"phases, kernels/fused_phases.py): they add up to {total:.3g} ms against the "
+            f"production step's {r['step_ms']:.3g} ms "
+            f"({'within' if r['phases_agree'] else 'NOT within'} 10%). Each of its "
+            f"{r['parallel_regions_per_step']} parallel phases per step includes a thread "
+            f"hand-off of about {r['handoff_us']:.2g} us (an empty parallel region, measured).")
+    return "".join(lines)
+
+
 def chart(results: dict, path: Path) -> Path:
     """Stacked horizontal bars: ms per step per phase (log-free: one chart per scale)."""
     import matplotlib
@@ -50,6 +72,7 @@ def chart(results: dict, path: Path) -> Path:
                              squeeze=False)
     colors = {"forward": "#4C72B0", "backward": "#DD8452", "update": "#55A868",
               "fused step": "#8172B3", "graph replay": "#937860", "all-reduce": "#DA8BC3",
+              "gather": "#8C8C8C",
               "other": "#BBBBBB"}
     seen = set()
     for ax, group in zip(axes[:, 0], groups, strict=True):
@@ -80,7 +103,8 @@ def write(out_dir: Path, results: dict, info: dict) -> Path:
     (out_dir / "breakdown.json").write_text(json.dumps({"machine": info, "tiers": results},
                                                        indent=1))
     table = markdown_table(results)
-    (out_dir / "breakdown.md").write_text(table + "\n")
+    notes = instrumented_notes(results)
+    (out_dir / "breakdown.md").write_text(table + notes + "\n")
     png = chart(results, out_dir / "breakdown.png")
     links = _links(out_dir)
     head = (f"Machine: {info['machine']} ({info['cpu']}, {info['threads']} threads"
@@ -92,7 +116,7 @@ def write(out_dir: Path, results: dict, info: dict) -> Path:
     from profiles.scalene_run import ATTRIBUTION_NOTE
 
     md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
-          "", table, "", "## Reports", ""]
+          "", table + notes, "", "## Reports", ""]
     md += [f"- [{label}]({href})" for label, href in links]
     md += ["", f"Reading the scalene reports: {ATTRIBUTION_NOTE}"]
     (out_dir / "README.md").write_text("\n".join(md) + "\n")
@@ -108,6 +132,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <p>{html.escape(head)}</p><p>{html.escape(how)}</p>
 <img alt="stacked phase breakdown" src="data:image/png;base64,{img}" style="max-width:100%">
 {_md_table_to_html(table)}
+{"".join(f"<p>{html.escape(n)}</p>" for n in notes.split(chr(10) * 2) if n.strip())}
 <h2>Reports</h2><ul>{rows}</ul>
 <p><b>Reading the scalene reports:</b> {html.escape(ATTRIBUTION_NOTE)}</p></body></html>"""
     index = out_dir / "index.html"

@@ -70,3 +70,41 @@ def test_warm_up_restores_weights_and_reports_compile_time():
     assert m.compile_seconds > 0
     for name, w in m.weights().items():
         np.testing.assert_array_equal(w, init_params(0)[name])
+
+
+@pytest.mark.parametrize("build", ["parallel", "serial"])
+def test_instrumented_epoch_computes_the_production_epoch(build):
+    """kernels.fused_phases: the same function as numba_fused's epoch, plus phase times."""
+    from implementations.experiment import init_params
+    from implementations.fused import NumbaFusedMLP
+    from kernels import fused_phases as fp
+
+    x, y = random_batch(77, 784, 10, seed=7)  # 64 + a partial 13 (batch 64), or 5 x 13 + 12
+    bs = 64 if build == "parallel" else 13
+    order = np.random.default_rng(1).permutation(77)
+    prod, inst = NumbaFusedMLP(init_params(0)), NumbaFusedMLP(init_params(0))
+    batches = [order[i:i + bs] for i in range(0, 77, bs)]
+    want = prod.train_epoch(*prod.prepare(x, y), batches, 0.1)
+    entry = fp.train_epoch_phases if build == "parallel" else fp.train_epoch_phases_serial
+    got = np.empty(len(batches))
+    cycles = np.zeros(len(fp.PHASES), np.int64)
+    X, Y = inst.prepare(x, y)
+    entry(X, Y, order, bs, inst.W1t, inst.b1, inst.W2t, inst.b2, np.float32(0.1), inst.act,
+          got, cycles)
+    assert_close("instrumented losses", got, want, rtol=1e-6, atol=1e-7)
+    for name, w in inst.weights().items():
+        assert_close(f"instrumented {name}", w, prod.weights()[name], rtol=1e-6, atol=1e-7)
+    assert (cycles >= 0).all() and cycles.sum() > 0
+
+
+def test_fused_epoch_over_part_of_the_data():
+    """An epoch whose order covers only part of X ran past the order's end (a segfault)."""
+    from implementations.experiment import init_params
+    from implementations.fused import NumbaFusedMLP
+
+    x, y = random_batch(300, 784, 10, seed=3)
+    m, ref = NumbaFusedMLP(init_params(0)), NumbaFusedMLP(init_params(0))
+    batches = [np.arange(0, 64), np.arange(64, 100)]
+    losses = m.train_epoch(*m.prepare(x, y), batches, 0.1)
+    steps = [ref.train_step(*ref.prepare(x[b], y[b]), 0.1) for b in batches]
+    assert_close("partial-data epoch", losses, steps, rtol=1e-5, atol=1e-6)
