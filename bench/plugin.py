@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 DEFAULT_BATCHES = (1, 64, 1024)
-SUITE = {"hidden": 128}  # the session's network width (--hidden), read by the benchmarks
+# the session's suite settings, parsed once in pytest_configure: batch sizes (--batch-sizes),
+# network width (--hidden) and number format (--dtype; None: each tier's own)
+SUITE = {"batches": list(DEFAULT_BATCHES), "hidden": 128, "dtype": None}
 
 
 def pytest_addoption(parser):
@@ -76,8 +78,8 @@ def suite_hidden() -> int:
     return SUITE["hidden"]
 
 
-def suite_format(config) -> str | None:
-    return config.mnist_tiers_dtype
+def suite_format() -> str | None:
+    return SUITE["dtype"]
 
 
 def _prepare_json_path(config) -> None:
@@ -104,9 +106,9 @@ def pytest_configure(config):
     from implementations.threads import set_threads
 
     try:
-        config.mnist_tiers_batches = parse_batch_sizes(config.getoption("--batch-sizes"))
+        SUITE["batches"] = parse_batch_sizes(config.getoption("--batch-sizes"))
         threads = parse_threads(config.getoption("--threads"))
-        config.mnist_tiers_dtype = parse_dtype(config.getoption("--dtype"))
+        SUITE["dtype"] = parse_dtype(config.getoption("--dtype"))
         SUITE["hidden"] = parse_hidden(config.getoption("--hidden"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -118,8 +120,8 @@ def pytest_configure(config):
     _prepare_json_path(config)
 
 
-def batch_sizes(config) -> list[int]:
-    return config.mnist_tiers_batches
+def batch_sizes() -> list[int]:
+    return SUITE["batches"]
 
 
 def pytest_collection_modifyitems(config, items):

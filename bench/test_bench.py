@@ -39,7 +39,7 @@ LOOPS_EPOCH_SAMPLES = 256
 def pytest_generate_tests(metafunc):
     if "batch" in metafunc.fixturenames:
         params = []
-        for b in batch_sizes(metafunc.config):
+        for b in batch_sizes():
             quick = b == 64 and metafunc.function.__name__ == "test_pass"
             params.append(pytest.param(b, id=f"batch={b}",
                                        marks=[pytest.mark.quick] if quick else []))
@@ -49,11 +49,11 @@ def pytest_generate_tests(metafunc):
 _models: dict = {}
 
 
-def fmt_of(config, tier_name) -> str:
+def fmt_of(tier_name) -> str:
     """The main suite's number format for a tier (--dtype, else the tier's default); skips
     a tier that does not compute in the format asked for."""
     tier = TIERS[tier_name]
-    fmt = suite_format(config) or tier.default_format
+    fmt = suite_format() or tier.default_format
     if fmt not in tier.formats:
         pytest.skip(f"{tier_name} does not compute in {fmt} (it supports "
                     f"{', '.join(tier.formats)})")
@@ -91,11 +91,11 @@ def synced(model, fn):
 
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("tier", list(TIERS))
-def test_pass(benchmark, tier, pass_, batch, request):
+def test_pass(benchmark, tier, pass_, batch):
     if tier == "loops" and batch > LOOPS_MAX_BATCH:
         pytest.skip(f"loops at batch {batch} takes too long per call; its per-sample rate "
                     f"is measured at batch {LOOPS_MAX_BATCH}")
-    fmt = fmt_of(request.config, tier)
+    fmt = fmt_of(tier)
     m = model_of(tier, fmt)
     if pass_ == "backward" and not m.has_backward:
         pytest.skip(f"{tier} has no separate backward: it is fused into the train step")
@@ -141,20 +141,24 @@ EPOCH_CASES = [(t, "resident") for t in TIERS] + [
 _epoch_reference: dict = {}
 
 
-def reference_epoch_loss(x, y, batches, batch_size=64):
-    key = (len(x), batch_size)
+def numpy_epoch(x, y, batches, batch_size=64, dtype="float32"):
+    """Per-step losses and final weights of one numpy epoch over `batches`, computed once
+    per (samples, batch size, format): the reference every timed epoch is checked against
+    (float64: the oracle the precision benchmarks measure deviations from)."""
+    key = (len(x), batch_size, dtype)
     if key not in _epoch_reference:
-        m = build_model("numpy", params0(), ACT)
-        _epoch_reference[key] = m.train_epoch(*m.prepare(x, y), batches, LR)
+        m = build_model("numpy", params0(), ACT, dtype=dtype)
+        losses = m.train_epoch(*m.prepare(x, y), batches, LR)
+        _epoch_reference[key] = (losses, m.weights())
     return _epoch_reference[key]
 
 
 @pytest.mark.parametrize("tier, loader", EPOCH_CASES, ids=[f"{t}-{ld}" for t, ld in EPOCH_CASES])
-def test_epoch(benchmark, tier, loader, mnist_train, request):
+def test_epoch(benchmark, tier, loader, mnist_train):
     """One epoch at batch 64 (60,000 samples; loops: 256 samples, extrapolated)."""
     if not TIERS[tier].available:
         pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
-    fmt = fmt_of(request.config, tier)
+    fmt = fmt_of(tier)
     slow = not TIERS[tier].fast
     x, y = mnist_train
     if slow:
@@ -168,7 +172,7 @@ def test_epoch(benchmark, tier, loader, mnist_train, request):
     benchmark.group = "epoch batch=64"
     X, Y = m.prepare(x, y)
     m.prepare_batches({len(b) for b in batches}, LR)
-    ref = reference_epoch_loss(x, y, batches)
+    ref = numpy_epoch(x, y, batches)[0]
 
     def check():  # doubles as the untimed warm-up epoch
         got = m.train_epoch(X, Y, batches, LR)
@@ -215,7 +219,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
     benchmark.group = f"ddp epoch batch={ddp_batch}"
     X, Y = m.prepare(x, y)
     m.prepare_batches({len(b) for b in batches}, LR)
-    ref = reference_epoch_loss(x, y, batches, ddp_batch)
+    ref = numpy_epoch(x, y, batches, ddp_batch)[0]
 
     def check():  # doubles as the untimed warm-up epoch
         got = m.train_epoch(X, Y, batches, LR)
@@ -250,16 +254,6 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
 FORMAT_CASES = [(t.name, f) for t in TIERS.values()
                 if len(t.formats) > 1 and t.fast and not t.processes for f in t.formats]
 FORMAT_BATCHES = (64, 1024)
-_oracle_epochs: dict = {}
-
-
-def oracle_epoch(x, y, batches, batch_size):
-    """Per-step losses and weights of one float64 numpy epoch (the oracle)."""
-    if batch_size not in _oracle_epochs:
-        m = build_model("numpy", params0(), ACT, dtype="float64")
-        losses = m.train_epoch(*m.prepare(x, y), batches, LR)
-        _oracle_epochs[batch_size] = (losses, m.weights())
-    return _oracle_epochs[batch_size]
 
 
 @pytest.mark.parametrize("what", ["train_step", "epoch"])
@@ -292,7 +286,7 @@ def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
         batches = epoch_batches(len(x), fmt_batch, seed=0, epoch=0)
         X, Y = m.prepare(x, y)
         m.prepare_batches({len(b) for b in batches}, LR)
-        ref_losses, ref_w = oracle_epoch(x, y, batches, fmt_batch)
+        ref_losses, ref_w = numpy_epoch(x, y, batches, fmt_batch, "float64")
         sizes = np.array([len(b) for b in batches])
         ref_loss = float(np.sum(ref_losses * sizes) / len(x))
 

@@ -52,8 +52,9 @@ def _cmd_tiers(args) -> int:
     for tier in TIERS.values():
         reason = tier.unavailable_reason
         state = "available" if reason is None else f"unavailable: {reason}"
-        if reason is None and tier.notes:
-            state += f" ({tier.notes})"
+        note = tier.note() if reason is None else None
+        if note:
+            state += f" ({note})"
         print(f"{tier.name:<{width}}  [{tier.device}] {tier.description}")
         print(f"{'':<{width}}  {state}; formats: {', '.join(tier.formats)}")
     return 0
@@ -88,8 +89,6 @@ def _cmd_train(args) -> int:
         if dtype not in (None, "tf32"):
             raise ValueError(f"--tf32 is --dtype tf32; it cannot be combined with --dtype {dtype}")
         dtype = "tf32"
-    if dtype is not None:
-        tier.check_format(dtype)
     if args.procs is not None:
         if not tier.processes:
             multi = ", ".join(t.name for t in TIERS.values() if t.processes)

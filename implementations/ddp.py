@@ -32,7 +32,9 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
+from implementations.formats import numpy_dtype
 from implementations.model import Model
+from implementations.torch_model import to_numpy
 from implementations.validation import check_activation
 
 HOST = "127.0.0.1"
@@ -75,14 +77,6 @@ def _timed_allreduce(state: _CommTimer, bucket):
     return fut.then(done)
 
 
-def _np(t):
-    """A tensor as a NumPy copy: float64 stays float64, other floats become float32."""
-    import torch
-
-    t = t.detach().cpu()
-    return (t.numpy() if t.dtype == torch.float64 else t.float().numpy()).copy()
-
-
 class _Rank:
     """One worker's replica: module, DDP wrapper, optimizer and its share of each batch."""
 
@@ -121,7 +115,7 @@ class _Rank:
         """W1 (D, H), b1 (H,), W2 (H, K), b2 (K,) as NumPy copies (in the parameters'
         dtype: float64 for float64, else float32)."""
         m = self.module
-        return {name: t.detach().cpu().numpy().copy() for name, t in
+        return {name: to_numpy(t) for name, t in
                 (("W1", m.fc1.weight.T), ("b1", m.fc1.bias), ("W2", m.fc2.weight.T),
                  ("b2", m.fc2.bias))}
 
@@ -173,14 +167,14 @@ class _Rank:
         with torch.no_grad(), self.precision.autocast():
             logits = self.module(x)
             loss = float(F.cross_entropy(logits, y, reduction="sum"))
-        return _np(logits), loss, str(logits.dtype).removeprefix("torch.")
+        return to_numpy(logits), loss, str(logits.dtype).removeprefix("torch.")
 
     def predict(self, x):
         import torch
 
         with torch.no_grad(), self.precision.autocast():
             x = torch.from_numpy(x).to(self.device, self.precision.param_dtype)
-            return _np(self.module(x))
+            return to_numpy(self.module(x))
 
     def allreduce_times(self, sizes, repeats):
         """Median seconds of one all-reduce of each size in bytes (float32 buffers)."""
@@ -285,7 +279,7 @@ class DDPModel(Model):
         self.activation = check_activation(activation)
         self.world = procs
         self.fault = fault
-        self._numpy_dtype = np.float64 if dtype == "float64" else np.float32
+        self._numpy_dtype = numpy_dtype(dtype)
         threads = threads or max(1, available_cores() // procs)
         t_start = time.perf_counter()
         ctx = mp.get_context("spawn")
@@ -302,8 +296,8 @@ class DDPModel(Model):
             self._conns.append(parent)
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
         atexit.register(self._finalizer)
-        init = ({k: np.asarray(v, np.float64 if dtype == "float64" else np.float32)
-                 for k, v in params.items()}, activation, threads, dtype)
+        init = ({k: np.asarray(v, self._numpy_dtype) for k, v in params.items()}, activation,
+                threads, dtype)
         for conn in self._conns:
             with contextlib.suppress(OSError):  # a dead worker is reported by _replies
                 conn.send(init)

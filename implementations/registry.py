@@ -39,10 +39,6 @@ class Tier:
         return self.unavailable_reason is None
 
     @property
-    def notes(self) -> str | None:
-        return self.note()
-
-    @property
     def default_format(self) -> str:
         """float32 where the tier has it, else its only format (loops: float64)."""
         return "float32" if "float32" in self.formats else self.formats[0]

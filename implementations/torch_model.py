@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from implementations.formats import numpy_dtype
 from implementations.model import Model
 from implementations.validation import check_activation
 
@@ -29,6 +30,9 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+_NO_AUTOCAST = contextlib.nullcontext()  # reusable: no allocation per step
+
+
 class Precision:
     """How a torch tier computes in a number format (implementations.formats): parameters
     and data in float64 for "float64", else float32 (the master weights); "bfloat16" and
@@ -39,13 +43,13 @@ class Precision:
         self.name = name
         self.device_type = device_type
         self.param_dtype = torch.float64 if name == "float64" else torch.float32
-        self.numpy_dtype = np.float64 if name == "float64" else np.float32
+        self.numpy_dtype = numpy_dtype(name)
         self.autocast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name)
         self.scaled = name == "float16"  # float16 gradients need a loss scaler
 
     def autocast(self):
         if self.autocast_dtype is None:
-            return contextlib.nullcontext()
+            return _NO_AUTOCAST
         # no weight-cast cache: a captured CUDA graph must redo the casts on every replay
         return torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False)
 
@@ -105,15 +109,15 @@ class TorchModel(Model):
                 p.copy_(value.T if name.startswith("W") else value)
 
     def weights(self):
-        return {n: _np(p.T if n.startswith("W") else p) for n, p in self._params().items()}
+        return {n: to_numpy(p.T if n.startswith("W") else p) for n, p in self._params().items()}
 
     def gradients(self):
         scale = float(self.scaler.get_scale()) if self.scaler else 1.0  # unscaled read-back
-        return {f"d{n}": _np(p.grad.T if n.startswith("W") else p.grad) / scale
+        return {f"d{n}": to_numpy(p.grad.T if n.startswith("W") else p.grad) / scale
                 for n, p in self._params().items()}
 
     def logits(self):
-        return _np(self._logits)
+        return to_numpy(self._logits)
 
     # -- data ------------------------------------------------------------------------------
     def prepare(self, x, y):
@@ -193,7 +197,7 @@ class TorchModel(Model):
     def predict(self, x):
         with torch.no_grad(), self.precision.autocast():
             X = torch.from_numpy(np.ascontiguousarray(x, self.precision.numpy_dtype))
-            return _np(self.net(X.to(self.device)))
+            return to_numpy(self.net(X.to(self.device)))
 
     # -- CUDA graph ------------------------------------------------------------------------
     def prepare_batches(self, batch_sizes, lr):
@@ -246,7 +250,7 @@ class TorchModel(Model):
         return sloss.detach().clone()
 
 
-def _np(t) -> np.ndarray:
+def to_numpy(t) -> np.ndarray:
     """A tensor as a NumPy copy (never a view of a live parameter): float64 stays float64,
     every other float type becomes float32."""
     t = t.detach().cpu()

@@ -7,7 +7,7 @@ import numpy as np
 
 from implementations import data as mnist_data
 from implementations.experiment import H, epoch_batches, init_params
-from implementations.registry import build_model
+from implementations.registry import build_model, get_tier
 from implementations.validation import check_batch
 from kernels import vectorized
 
@@ -104,8 +104,6 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
 
     check_settings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
     _whole("--hidden", hidden, 1)
-    from implementations.registry import get_tier
-
     fmt = get_tier(tier).check_format(dtype or get_tier(tier).default_format)
     n_threads = set_threads(threads)
     mn = mnist_data.load_mnist(data_dir)
