@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench bench-quick profile report sweep train-reference bench-reference \
-	profile-reference sweep-reference report-reference reference lint clean
+.PHONY: setup test bench bench-quick profile report sweep alternate train-reference \
+	bench-reference profile-reference sweep-reference alternate-reference report-reference \
+	reference lint clean
 
 # A user's runs (bench, profile, report) write under out/ (ignored by git); only the
 # *-reference targets rewrite the committed set in bench/results/ and profiles/reports/.
@@ -37,6 +38,13 @@ sweep: $(STAMP)
 
 sweep-reference: $(STAMP)
 	$(VENV)/bin/mnist-tiers sweep --reference
+
+# whole epochs of numba-fused and numpy alternating in one process (medians of 3 rounds)
+alternate: $(STAMP)
+	$(VENV)/bin/mnist-tiers alternate
+
+alternate-reference: $(STAMP)
+	$(VENV)/bin/mnist-tiers alternate --reference
 
 # 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
 REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
@@ -72,7 +80,8 @@ report-reference: $(STAMP)
 	$(VENV)/bin/mnist-tiers report --reference
 
 # the committed reference set of this machine: trainings, benchmarks, profiles, report
-reference: train-reference bench-reference profile-reference sweep-reference report-reference
+reference: train-reference bench-reference profile-reference sweep-reference \
+	alternate-reference report-reference
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,8 +11,8 @@ import html
 import re
 from pathlib import Path
 
+from bench import alternating, ddp_report, plots, precision_report, scaling_report
 from bench import claims as claims_mod
-from bench import ddp_report, plots, precision_report, scaling_report
 from bench.results_data import (
     RESULTS,
     breakdown_charts,
@@ -218,7 +218,10 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         for p in PASSES:
             for g in run.groups(f"{p} "):
                 md += pass_table(run, g)
-        md += epoch_table(run) + matmul_table(run)
+        md += epoch_table(run)
+        md += alternating.section(scaling_report.sweep_path(run.name, reference,
+                                                            "alternating.json"))
+        md += matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)
         md += precision_report.section(run, trainings)

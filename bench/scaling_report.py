@@ -31,13 +31,14 @@ WHY_DIFFERENT = (
     "units and Simard et al. trained far longer on elastically distorted digits.")
 
 
-def sweep_path(machine: str, reference: bool = False) -> Path | None:
-    """The sweep of `machine`: a user's out/bench/<machine>/sweep.json if present, else the
-    committed one (reference: only the committed one)."""
+def sweep_path(machine: str, reference: bool = False, name: str = "sweep.json") -> Path | None:
+    """The sweep of `machine` (or its other result file `name`): a user's
+    out/bench/<machine>/<name> if present, else the committed one (reference: only the
+    committed one)."""
     roots = [paths.bench_root(True)] if reference else [paths.bench_root(False),
                                                          paths.bench_root(True)]
     for root in roots:
-        p = root / machine / "sweep.json"
+        p = root / machine / name
         if p.exists():
             return p
     return None

@@ -41,6 +41,16 @@ def positive_number(text: str) -> float:
     return value
 
 
+def batch_size_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers >= 1 (bench.plugin's rule)."""
+    from bench.plugin import parse_batch_sizes
+
+    try:
+        return list(parse_batch_sizes(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 class ProcsWarning(UserWarning):
     """More worker processes than cores."""
 
@@ -131,6 +141,20 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+def _cmd_alternate(args) -> int:
+    from bench.alternating import alternate
+
+    path = alternate(args.tier or ["numba-fused"], batch_sizes=args.batch_sizes,
+                     runs=args.runs, limit=args.limit, reference=args.reference)
+    doc = json.loads(path.read_text())
+    print(f"alternate: {path} ({doc['wall_seconds']:.0f} s, {doc['runs']} rounds, sgemm "
+          f"{doc['machine']['sgemm_gflops']} GFLOP/s)")
+    for r in doc["results"]:
+        print(f"  batch {r['batch']:>5} {r['tier']:<18} median {r['median_s']:.3f} s   "
+              f"{r['x_floor']:.2f}x the FLOP floor   numpy / tier {r['numpy_over_this']:.2f}x")
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from bench.sweep import sweep
 
@@ -218,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "left out")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    al = sub.add_parser("alternate", help="whole epochs of CPU tiers against numpy, "
+                                          "alternating in one process (medians)")
+    al.add_argument("--tier", action="append",
+                    help="compare this CPU tier with numpy (repeatable; default numba-fused)")
+    al.add_argument("--batch-sizes", type=batch_size_list, default=[1, 64, 1024],
+                    help="comma-separated batch sizes (default 1,64,1024)")
+    al.add_argument("--runs", type=whole_number(3), default=3,
+                    help="rounds of one epoch per tier (at least 3; default 3)")
+    al.add_argument("--limit", type=whole_number(1), default=None,
+                    help="train on the first N samples (default all; 6000 below batch 16)")
+    al.add_argument("--reference", action="store_true",
+                    help="write the committed bench/results/<machine>/alternating.json")
+
     rp = sub.add_parser("report", help="tables, plots and claim verdicts from saved results")
     rp.add_argument("--results", action="append",
                     help="a pytest-benchmark JSON (repeatable; default: every "
@@ -232,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile,
-            "sweep": _cmd_sweep, "report": _cmd_report}
+            "sweep": _cmd_sweep, "alternate": _cmd_alternate, "report": _cmd_report}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -43,17 +43,18 @@ class NumbaFusedMLP(Model):
         n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
         z1, a1 = np.empty((n, h), self.dtype), np.empty((n, h), self.dtype)
         z2, dz2 = np.empty((n, k), self.dtype), np.empty((n, k), self.dtype)
-        forward = nf.pick(n)[1]
+        _, forward, _, parts = nf.pick(n)
         with self.clock("forward"):
-            loss = forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act, z1, a1, z2, dz2)
+            loss = forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act, z1, a1, z2, dz2,
+                           parts)
         self._last = z2
         return loss
 
     def train_step(self, x, y, lr):
-        step = nf.pick(x.shape[0])[0]
+        step, _, _, parts = nf.pick(x.shape[0])
         with self.clock("fused_step"):
             return step(x, y, self.W1t, self.b1, self.W2t, self.b2, self.dtype.type(lr),
-                        self.act)
+                        self.act, parts)
 
     def train_epoch(self, X, Y, batches, lr):
         order = np.concatenate(batches)
@@ -61,8 +62,9 @@ class NumbaFusedMLP(Model):
         if any(len(b) != batch_size for b in batches[:-1]):
             raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
-        nf.pick(batch_size)[2](X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
-                               self.dtype.type(lr), self.act, losses)
+        _, _, epoch, parts = nf.pick(batch_size)
+        epoch(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2, self.dtype.type(lr),
+              self.act, losses, parts)
         return losses
 
     def predict(self, x):
@@ -82,13 +84,15 @@ class NumbaFusedMLP(Model):
         (kernels.fused_phases), next to the production epoch on the same batches.
 
         Runs the production epoch once and the instrumented one once (weights restored
-        after each); returns ms per step of each phase, the production and instrumented
-        step times, and the measured hand-off of one empty parallel region (us).
+        after each); returns ms per step of each phase (the mean thread's, see
+        fused_phases.phase_seconds), the production and instrumented step times, the
+        measured hand-off of one empty parallel region (us), and the parts and threads.
         """
         import time
 
+        import numba
+
         from kernels import fused_phases as fp
-        from kernels.numba_cpu import PARALLEL_MIN_ROWS
 
         saved = self.weights()
         order = np.concatenate(batches)
@@ -98,22 +102,25 @@ class NumbaFusedMLP(Model):
         self.train_epoch(X, Y, batches, lr)
         production = (time.perf_counter() - t0) / steps
         self.load_weights(saved)
-        entry = (fp.train_epoch_phases if batch_size >= PARALLEL_MIN_ROWS
-                 else fp.train_epoch_phases_serial)
-        cycles = np.zeros(len(fp.PHASES), np.int64)
+        parallel = nf.pick(batch_size)[2] is nf.train_epoch
+        entry = fp.train_epoch_phases if parallel else fp.train_epoch_phases_serial
+        parts = max(1, min(nf.pick(batch_size)[3], self.W1t.shape[0]))
+        threads = min(parts, numba.get_num_threads()) if parallel else 1
+        cycles = np.zeros((parts + 1, len(fp.PHASES)), np.int64)
         losses = np.empty(steps, np.float64)
         warm = np.concatenate(batches[:2])  # compiles the instrumented build, untimed
         entry(X, Y, warm, batch_size, self.W1t, self.b1, self.W2t, self.b2,
-              self.dtype.type(lr), self.act, losses, cycles)
+              self.dtype.type(lr), self.act, losses, parts, cycles)
         self.load_weights(saved)
         cycles[:] = 0
         t0 = time.perf_counter()
         entry(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
-              self.dtype.type(lr), self.act, losses, cycles)
+              self.dtype.type(lr), self.act, losses, parts, cycles)
         instrumented = (time.perf_counter() - t0) / steps
         self.load_weights(saved)
-        rate = fp.cycles_per_second()
-        return {"phases_ms": {p: 1e3 * c / rate / steps for p, c in zip(fp.PHASES, cycles)},
+        seconds = fp.phase_seconds(cycles, threads, fp.cycles_per_second())
+        return {"phases_ms": {p: 1e3 * s / steps for p, s in seconds.items()},
                 "step_ms": 1e3 * production, "instrumented_step_ms": 1e3 * instrumented,
-                "handoff_us": 1e6 * fp.handoff_seconds(), "parallel_regions_per_step":
-                fp.PARALLEL_PHASES if batch_size >= PARALLEL_MIN_ROWS else 0}
+                "handoff_us": 1e6 * fp.handoff_seconds(),
+                "parallel_regions_per_step": fp.PARALLEL_PHASES if parallel else 0,
+                "parts": parts, "threads": threads}

@@ -3,46 +3,44 @@
 The profiles use it to see inside the fused step. It calls the very helpers that
 kernels.numba_fused inlines into its production entry points, in the same order, on the same
 buffers; the only additions are reads of the CPU's cycle counter (llvm.readcyclecounter: the
-TSC on x86, a few ns each) between phases, summed per phase into `cycles`. Its losses and
-weights equal the production epoch's (tested); its time is checked against the production
-epoch's by the profile (phases within 10% of the measured step).
+TSC on x86, a few ns each) between phases. Its losses and weights equal the production
+epoch's (tested); its time is checked against the production epoch's by the profile (phases
+within 10% of the measured step).
 
-Phases per step (PHASES): the shuffled gather; layer-1 forward with bias and activation (a
-parallel region); the output layer with softmax + cross-entropy and its gradient; the hidden
-layer's backward; the layer-2 update; the layer-1 weight gradient with its update (a
-parallel region; so is the layer-2 update). Each parallel phase includes its thread
-hand-off, which `handoff` measures apart: an empty parallel region.
+A step is two parallel regions, each split into `parts` hidden-unit slices
+(numba_fused._train_step). Per part, `cycles[p]` sums its phases: layer-1 forward with bias
+and activation, its partial logits (region 1), hidden backward, layer-2 update, layer-1
+weight gradient with its update and the next batch's prefetch interleaved (region 2). Row
+`cycles[parts]` holds what runs on one thread (the labels, the logits' sum, softmax-CE and
+the b2 update) and the two regions' wall time. `phase_seconds` turns these into the mean
+thread's time per phase and the rest of the regions' wall time: the hand-offs and the wait
+for the slowest thread.
 """
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from kernels._jit import CACHE, FMA_REASSOC
+from kernels.intrinsics import cycles as _cycles
 from kernels.numba_fused import (
-    _hidden_backward,
-    _hidden_forward,
-    _output_softmax_ce,
-    _sgd_tn,
+    _bias2_update,
+    _hidden_backward_part,
+    _hidden_part,
+    _layer1_update_part,
+    _layer2_update_part,
+    _partial_logits,
+    _parts,
+    _softmax_ce,
+    part_bounds,
     step_buffers,
 )
 
-PHASES = ("gather", "layer-1 forward + activation", "output layer + softmax-CE",
-          "hidden backward", "layer-2 update", "layer-1 weight gradient + update")
-PARALLEL_PHASES = 3  # layer-1 forward, layer-2 update, layer-1 update
-
-
-@intrinsic
-def _cycles(typingctx):
-    """The CPU's cycle counter (int64), read inside compiled code."""
-    from llvmlite import ir
-
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(64), [])
-        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
-        return builder.call(fn, [])
-
-    return types.int64(), codegen
+PHASES = ("layer-1 forward + activation", "partial logits", "softmax-CE + b2 update",
+          "hidden backward", "layer-2 update", "layer-1 weight gradient + update",
+          "hand-offs + waiting")
+PART_PHASES = (0, 1, 3, 4, 5)  # columns of cycles[p] summed per part
+SERIAL, WALLS = 2, 6  # columns of cycles[parts]: the one-thread work, the regions' wall time
+PARALLEL_PHASES = 2  # parallel regions per step
 
 
 @njit(cache=CACHE)
@@ -51,52 +49,83 @@ def cycle_counter():
 
 
 @njit(inline="always")
-def _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, cycles):
+def _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, P, cycles):
     S, D = order.shape[0], X.shape[1]
     H, K = W1t.shape[0], W2t.shape[0]
-    xb = np.empty((batch_size, D), X.dtype)
+    P = _parts(P, H)
+    z1, a1, dz1, z2, dz2, zp, acc = step_buffers(batch_size, H, K, D, P, X.dtype)
     yb = np.empty(batch_size, np.int64)
     step = 0
     for start in range(0, S, batch_size):
         t0 = _cycles()
         n = min(batch_size, S - start)
+        rows = order[start:start + n]
         for i in range(n):
-            src = order[start + i]
-            xb[i] = X[src]
-            yb[i] = Y[src]
+            yb[i] = Y[rows[i]]
+        nxt = order[start + n:min(start + n + batch_size, S)]
         t1 = _cycles()
-        x, y = xb[:n], yb[:n]
-        z1, a1, z2, dz2, dz1 = step_buffers(x, H, K)
-        _hidden_forward(x, W1t, b1, act, z1, a1)
+        for p in prange(P):
+            h0, h1 = part_bounds(H, P, p)
+            c0 = _cycles()
+            _hidden_part(X, rows, n, W1t, b1, act, z1, a1, h0, h1)
+            c1 = _cycles()
+            _partial_logits(a1, W2t, n, zp[p], h0, h1)
+            c2 = _cycles()
+            cycles[p, 0] += c1 - c0
+            cycles[p, 1] += c2 - c1
         t2 = _cycles()
-        losses[step] = _output_softmax_ce(a1, W2t, b2, y, z2, dz2)
+        losses[step] = _softmax_ce(zp, P, n, b2, yb, z2, dz2)
+        _bias2_update(dz2, n, lr, b2)
         t3 = _cycles()
-        _hidden_backward(dz2, W2t, z1, a1, act, dz1)
+        for p in prange(P):
+            h0, h1 = part_bounds(H, P, p)
+            c1 = _cycles()
+            _hidden_backward_part(dz2, W2t, z1, a1, act, dz1, n, h0, h1)
+            c2 = _cycles()
+            _layer2_update_part(dz2, a1, lr, W2t, acc[p, 0], n, h0, h1)
+            c3 = _cycles()
+            _layer1_update_part(dz1, X, rows, n, nxt[p::P], lr, W1t, b1, acc[p], h0, h1)
+            c4 = _cycles()
+            cycles[p, 3] += c2 - c1
+            cycles[p, 4] += c3 - c2
+            cycles[p, 5] += c4 - c3
         t4 = _cycles()
-        _sgd_tn(dz2, a1, lr, W2t, b2)
-        t5 = _cycles()
-        _sgd_tn(dz1, x, lr, W1t, b1)
-        t6 = _cycles()
-        cycles[0] += t1 - t0
-        cycles[1] += t2 - t1
-        cycles[2] += t3 - t2
-        cycles[3] += t4 - t3
-        cycles[4] += t5 - t4
-        cycles[5] += t6 - t5
+        cycles[P, SERIAL] += (t1 - t0) + (t3 - t2)
+        cycles[P, WALLS] += (t2 - t1) + (t4 - t3)
         step += 1
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
-def train_epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, cycles):
-    """numba_fused.train_epoch with per-phase cycle counts added into cycles (len(PHASES),)."""
-    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, cycles)
+def train_epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts,
+                       cycles):
+    """numba_fused.train_epoch with per-phase cycle counts added into cycles
+    (parts + 1, len(PHASES)) int64 (see the module docstring for the layout)."""
+    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts, cycles)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
 def train_epoch_phases_serial(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses,
-                              cycles):
+                              parts, cycles):
     """train_epoch_phases on one thread (numba_fused's serial build, below 32 samples)."""
-    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, cycles)
+    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts, cycles)
+
+
+def phase_seconds(cycles: np.ndarray, threads: int, rate: float) -> dict[str, float]:
+    """Seconds per phase over the run, from train_epoch_phases' cycles (parts + 1, PHASES).
+
+    A part phase counts the mean thread's time (its sum over parts / threads, threads =
+    the threads the parts ran on); "hand-offs + waiting" is the regions' wall time less the
+    mean thread's busy time in them, so the phases add up to the instrumented steps' time.
+    rate: cycle-counter ticks per second (cycles_per_second).
+    """
+    parts = cycles.shape[0] - 1
+    threads = max(1, min(threads, parts))
+    per_part = cycles[:parts].sum(axis=0) / threads
+    out = {PHASES[c]: float(per_part[c]) / rate for c in PART_PHASES}
+    out[PHASES[SERIAL]] = float(cycles[parts, SERIAL]) / rate
+    busy = sum(float(per_part[c]) for c in PART_PHASES)
+    out[PHASES[WALLS]] = max(0.0, float(cycles[parts, WALLS]) - busy) / rate
+    return {p: out[p] for p in PHASES}
 
 
 @njit(cache=CACHE, parallel=True)

@@ -9,9 +9,10 @@ CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
             "update": "update", "optimizer": "update", "fused_step": "fused step",
             "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other",
             # numba-fused's instrumented phases
-            "gather": "gather", "layer-1 forward + activation": "forward",
-            "output layer + softmax-CE": "forward", "hidden backward": "backward",
-            "layer-2 update": "update", "layer-1 weight gradient + update": "update"}
+            "layer-1 forward + activation": "forward", "partial logits": "forward",
+            "softmax-CE + b2 update": "forward", "hidden backward": "backward",
+            "layer-2 update": "update", "layer-1 weight gradient + update": "update",
+            "hand-offs + waiting": "hand-offs"}
 
 
 def category(phase: str) -> str:
@@ -51,9 +52,11 @@ def instrumented_notes(results: dict) -> str:
             f"\n\n{tier}: phases from its instrumented build (cycle-counter stamps between "
             f"phases, kernels/fused_phases.py): they add up to {total:.3g} ms against the "
             f"production step's {r['step_ms']:.3g} ms "
-            f"({'within' if r['phases_agree'] else 'NOT within'} 10%). Each of its "
-            f"{r['parallel_regions_per_step']} parallel phases per step includes a thread "
-            f"hand-off of about {r['handoff_us']:.2g} us (an empty parallel region, measured).")
+            f"({'within' if r['phases_agree'] else 'NOT within'} 10%). A step runs "
+            f"{r['parallel_regions_per_step']} parallel regions over {r.get('parts', '?')} "
+            f"hidden-unit parts on {r.get('threads', '?')} threads; a part phase is the mean "
+            f"thread's time, and 'hand-offs + waiting' is the rest of the regions' wall time "
+            f"(an empty parallel region alone measured {r['handoff_us']:.2g} us).")
     return "".join(lines)
 
 
@@ -72,7 +75,7 @@ def chart(results: dict, path: Path) -> Path:
                              squeeze=False)
     colors = {"forward": "#4C72B0", "backward": "#DD8452", "update": "#55A868",
               "fused step": "#8172B3", "graph replay": "#937860", "all-reduce": "#DA8BC3",
-              "gather": "#8C8C8C",
+              "hand-offs": "#8C8C8C",
               "other": "#BBBBBB"}
     seen = set()
     for ax, group in zip(axes[:, 0], groups, strict=True):

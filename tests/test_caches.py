@@ -45,7 +45,7 @@ def _fused_forward_z1(pkg: Path, cache: Path) -> str:
             "b2 = np.zeros(2, np.float32); y = np.zeros(3, np.int64); "
             "z1 = np.empty((3, 4), np.float32); a1 = np.empty_like(z1); "
             "z2 = np.empty((3, 2), np.float32); dz2 = np.empty_like(z2); "
-            "nf.forward_serial(x, y, W1t, b1, W2t, b2, nf.RELU, z1, a1, z2, dz2); "
+            "nf.forward_serial(x, y, W1t, b1, W2t, b2, nf.RELU, z1, a1, z2, dz2, 1); "
             "print(z1[0, 0])")
     env = {**os.environ, "PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(cache)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -55,8 +55,8 @@ def _fused_forward_z1(pkg: Path, cache: Path) -> str:
 
 
 def test_editing_an_inlined_kernel_recompiles_its_callers(tmp_path):
-    """numba_fused inlines numba_cpu.nt_kernel: Numba's own index (keyed by numba_fused.py
-    alone) would reload the old code after nt_kernel changed; ours must not."""
+    """numba_fused inlines numba_cpu.dot_tile_4x4: Numba's own index (keyed by numba_fused.py
+    alone) would reload the old code after dot_tile_4x4 changed; ours must not."""
     pkg = tmp_path / "pkg"
     shutil.copytree(REPO / "kernels", pkg / "kernels",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -64,9 +64,9 @@ def test_editing_an_inlined_kernel_recompiles_its_callers(tmp_path):
     assert _fused_forward_z1(pkg, cache) == "5.0"  # a row of 5 ones dotted with 5 ones
     src = pkg / "kernels" / "numba_cpu.py"
     text = src.read_text()
-    old = "            out[i0, j0], out[i0, j1] = s00, s01\n"
+    old = "    return (s00, s01, s02, s03,"
     assert old in text
-    src.write_text(text.replace(old, "            out[i0, j0], out[i0, j1] = 2 * s00, s01\n"))
+    src.write_text(text.replace(old, "    return (2 * s00, s01, s02, s03,"))
     assert _fused_forward_z1(pkg, cache) == "10.0"
     assert not list((pkg / "kernels").glob("__pycache__/*.nbi"))  # never the in-tree cache
 

@@ -30,12 +30,14 @@ def test_own_matmuls_match_numpy(m, k, n):
                  A.T.astype(np.float64) @ C, **{"rtol": 1e-4, "atol": 1e-4 * np.sqrt(m)})
 
 
-@pytest.mark.parametrize("threads", ["parallel", "serial"])
+@pytest.mark.parametrize("threads,parts", [("parallel", 2), ("parallel", 3), ("parallel", 40),
+                                           ("serial", 1), ("serial", 3)])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("n", [1, 13, 64])
-def test_fused_step_matches_unfused_composition(n, activation, threads):
+def test_fused_step_matches_unfused_composition(n, activation, threads, parts):
     """One fused step == the numba tier's op-by-op step (forward, backward, update), in both
-    the threaded and the serial build."""
+    the threaded and the serial build, with the hidden units split into parts of uneven
+    sizes (17 into 3: 5, 6, 6) and more parts than hidden units (40: clamped to 17)."""
     d, h, k = 29, 17, 10
     params = random_params(d, h, k, seed=n)
     x, y = random_batch(n, d, k, seed=n)
@@ -45,7 +47,7 @@ def test_fused_step_matches_unfused_composition(n, activation, threads):
     b1, b2 = params["b1"].copy(), params["b2"].copy()
     act = nf.RELU if activation == "relu" else nf.SIGMOID
     step = nf.train_step if threads == "parallel" else nf.train_step_serial
-    loss = step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act)
+    loss = step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act, parts)
     assert_close("fused loss", loss, ref_loss)
     ref = unfused.weights()
     for name, got in {"W1": W1t.T, "b1": b1, "W2": W2t.T, "b2": b2}.items():
@@ -87,10 +89,11 @@ def test_instrumented_epoch_computes_the_production_epoch(build):
     want = prod.train_epoch(*prod.prepare(x, y), batches, 0.1)
     entry = fp.train_epoch_phases if build == "parallel" else fp.train_epoch_phases_serial
     got = np.empty(len(batches))
-    cycles = np.zeros(len(fp.PHASES), np.int64)
+    parts = nf.pick(bs)[3]
+    cycles = np.zeros((parts + 1, len(fp.PHASES)), np.int64)
     X, Y = inst.prepare(x, y)
     entry(X, Y, order, bs, inst.W1t, inst.b1, inst.W2t, inst.b2, np.float32(0.1), inst.act,
-          got, cycles)
+          got, parts, cycles)
     assert_close("instrumented losses", got, want, rtol=1e-6, atol=1e-7)
     for name, w in inst.weights().items():
         assert_close(f"instrumented {name}", w, prod.weights()[name], rtol=1e-6, atol=1e-7)
