@@ -59,13 +59,25 @@ def pytorch_faster(runs) -> dict:
                     untested_note="no GPU run among the results: the GPU half is untested")
 
 
-def scratch_cpu_only(tiers) -> dict:
-    """'The scratch implementation is limited to CPU': true of the registered tiers?"""
+def scratch_cpu_only(runs, tiers) -> dict:
+    """'The scratch implementation is limited to CPU', judged from the data: it fails for
+    each scratch GPU tier (our own kernels, not torch) with a checked benchmark result on
+    a GPU; with no GPU run among the results it is untested, since registered GPU tiers
+    that never ran prove nothing."""
     gpu_scratch = [t.name for t in tiers if t.device == "cuda" and not t.name.startswith("torch")]
-    holds = [] if gpu_scratch else ["no scratch tier runs on a GPU in this package"]
-    fails = [f"{n} runs our own kernels on the GPU" for n in gpu_scratch]
+    fails = []
+    for run in runs:
+        ran = sorted({r["tier"] for r in run.rows if r["tier"] in gpu_scratch})
+        fails += [f"{n} ran our own kernels on {run.machine.get('gpu') or run.name} "
+                  f"({run.name}), checked against the oracle" for n in ran]
+    gpu_runs = any(r.machine.get("gpu") for r in runs)
+    holds = [] if gpu_scratch or not gpu_runs else [
+        "no scratch tier runs on a GPU in this package"]
+    note = (f"no GPU run among the results: {', '.join(gpu_scratch)} "
+            f"{'is' if len(gpu_scratch) == 1 else 'are'} registered but never ran here"
+            if gpu_scratch and not gpu_runs else "")
     return _verdict("The scratch implementation is limited to CPU.", holds, fails,
-                    "true here", "not true here")
+                    "true here", "not true here", untested_if=bool(note), untested_note=note)
 
 
 def dataloader_efficient(runs) -> dict:
@@ -136,5 +148,5 @@ def _verdict(claim, holds, fails, holds_label, fails_label, untested_if=False,
 
 
 def all_claims(runs, trainings, tiers) -> list[dict]:
-    return [scratch_slower(runs), scratch_cpu_only(tiers), pytorch_faster(runs),
+    return [scratch_slower(runs), scratch_cpu_only(runs, tiers), pytorch_faster(runs),
             dataloader_efficient(runs), *accuracy_claims(trainings)]

@@ -1,53 +1,101 @@
 #!/usr/bin/env bash
-# GPU checks in one run, for a machine with an NVIDIA GPU and torch/numba/pytest/
-# pytest-benchmark already installed (the project is used from the tree, not installed):
-#   OUT=/some/folder bash bench/gpu_check.sh
-# Everything is written under a work folder (MNIST_TIERS_OUT), then packed into
-# $OUT/gpu-results.tgz: the test log, one JSON per training epoch (batch 64 and 1024,
-# resident and DataLoader), the benchmark JSON named by machine, and the CUDA profiles.
-# $OUT/summary.txt holds the same console output as the run. The tree itself is not written.
+# The GPU half of the study in one run, on a machine with an NVIDIA GPU, from the tree, with
+# that machine's own python3 and packages (torch, numba-cuda, pytest, pytest-benchmark; no
+# installs, no scalene needed):   OUT=/some/folder bash bench/gpu_check.sh
+# It plans to finish within about 7 minutes (each step has its own time limit) and writes
+# nothing into the tree: results go to a work folder, packed into $OUT/gpu-results.tgz laid
+# out as the repository's bench/results/<machine>/ and profiles/reports/<machine>/
+# (`tar -xzf gpu-results.tgz` at the repository root puts them in place for committing);
+# $OUT/summary.txt is the console output. Without a GPU it exits 2 at once.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+if ! reason=$($py -c "
+from implementations.registry import TIERS
+r = TIERS['torch-cuda'].unavailable_reason
+print(r or '')
+raise SystemExit(1 if r else 0)" 2>&1); then
+  echo "gpu_check: no usable CUDA GPU here: ${reason:-python3 cannot import the project}"
+  exit 2
+fi
 OUT=${OUT:?set OUT to a folder for the results}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 export MNIST_TIERS_OUT="$WORK"
 exec > >(tee "$OUT/summary.txt") 2>&1
-py=${PYTHON:-python3}
+machine=$($py -c "from implementations.machine import machine_name as m; print(m())")
+BENCH="$WORK/bench/$machine" TRAIN="$WORK/bench/$machine"
+mkdir -p "$BENCH"
+GPU_TIERS="torch-cuda torch-cuda-graph torch-cuda-compile numba-cuda numba-cuda-fused"
 status=0
-step() { echo "== $*"; "$@" || { echo "FAILED: $*"; status=1; }; }
-train() {  # train OUTFILE ARGS...: one epoch, the JSON line kept
-  local out=$1; shift
-  echo "== train $*"
-  if $py -m implementations.cli train --epochs 1 --no-progress --json "$@" > "$out.log" 2>&1
-  then tail -n 1 "$out.log" > "$out"; tail -n 3 "$out.log" | head -n 2
-  else echo "FAILED: train $*"; tail -n 5 "$out.log"; status=1; fi
+summary=()
+step() {  # step SECONDS LABEL COMMAND...: run with a time limit, remember the outcome
+  local limit=$1 label=$2; shift 2
+  local t0=$SECONDS
+  echo "== [$label] (limit ${limit}s) $*"
+  timeout --kill-after=10 "$limit" "$@"
+  local rc=$?
+  local took=$((SECONDS - t0))
+  if [ $rc -eq 0 ]; then summary+=("ok      ${took}s  $label")
+  else summary+=("FAILED  ${took}s  $label (exit $rc$([ $rc -eq 124 ] && echo ', time limit'))")
+       status=1; fi
 }
 
-$py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-        torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$WORK/env.txt"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$WORK/env.txt" 2>&1
-$py -m implementations.cli tiers | tee -a "$WORK/env.txt"
+cat <<PLAN
+gpu_check on $machine: the plan (about 7 minutes)
+  1. tests: the CUDA kernels on the GPU (tests/cuda_checks.py) and the suites that compare
+     every tier, CUDA tiers included, with the float64 oracle                    (150 s)
+  2. one 10-epoch training of each GPU tier: $GPU_TIERS                           (100 s)
+  3. the GPU targets: launch floor, epochs against it, agreement with numpy      (60 s)
+  4. torch.compile modes for torch-cuda-compile's choice                          (60 s)
+  5. the benchmark suite, every tier, the CPU tiers on this machine's cores      (150 s)
+  6. phase breakdowns and torch.profiler traces of the GPU tiers                  (45 s)
+  7. the report, then the results packed into $OUT/gpu-results.tgz
+PLAN
+{ $py -c "import torch, numba, numpy; print('torch', torch.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__)"
+  $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  $py -m implementations.cli tiers; } 2>&1 | tee "$WORK/env.txt"
 
-# 1. the test suite, CUDA tiers included (agreement with the oracle, refusals skip here)
-step bash -c "$py -m pytest tests -q -p no:cacheprovider > '$WORK/tests.log' 2>&1"
-tail -n 5 "$WORK/tests.log"
+step 150 "tests" $py -m pytest -q -p no:cacheprovider -x --benchmark-disable \
+  tests/cuda_checks.py tests/test_tiers_agree.py tests/test_torch.py tests/test_formats.py \
+  tests/test_widths.py
 
-# 2. one epoch of every torch tier at batch 64 and 1024 (accuracy and epoch time)
-mkdir -p "$WORK/train"
-for tier in torch-cpu torch-cuda torch-cuda-graph; do
-  for b in 64 1024; do
-    train "$WORK/train/train-$tier-b$b.json" --tier "$tier" --batch-size "$b"
-  done
-done
-train "$WORK/train/train-torch-cuda-dataloader-b64.json" --tier torch-cuda --loader dataloader
-train "$WORK/train/train-numpy-b64.json" --tier numpy
+train() {  # 10 epochs of one tier, its JSON kept under the committed name
+  $py -m implementations.cli train --tier "$1" --epochs 10 --no-progress --json \
+    > "$BENCH/.train-$1.tmp" && mv "$BENCH/.train-$1.tmp" "$BENCH/train-$1.json" \
+    && tail -n 1 "$BENCH/train-$1.json" | $py -c "
+import json, sys; d = json.loads(sys.stdin.read())
+print(f\"   {d['tier']}: test accuracy {100 * d['test_accuracy'][-1]:.2f}% after 10 epochs, \"
+      f\"epoch {min(d['epoch_seconds']):.3f} s (best)\")"
+}
+for t in $GPU_TIERS; do step 40 "train $t" train "$t"; done
+step 90 "GPU targets" $py -m bench.gpu_floor
+step 90 "compile modes" $py -m bench.compile_modes
+step 170 "benchmarks" $py -m bench.run --benchmark-max-time=0.1 --benchmark-min-rounds=3
+prof_args=(); for t in $GPU_TIERS; do prof_args+=(--tier "$t"); done
+step 60 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
+step 60 "report" $py -m implementations.cli report --out "$BENCH"
 
-# 3. the benchmark suite (named by machine), then the profiles of the GPU tiers
-step $py -m bench.run
-step $py -m implementations.cli profile --tier torch-cuda --tier torch-cuda-graph --no-scalene
+# the committed layout: bench/results/<machine>/ and profiles/reports/<machine>/
+PACK=$(mktemp -d)
+mkdir -p "$PACK/bench/results" "$PACK/profiles/reports"
+cp -r "$BENCH" "$PACK/bench/results/$machine"
+rm -rf "$PACK/bench/results/$machine/autosave"
+[ -d "$WORK/profiles/$machine" ] && cp -r "$WORK/profiles/$machine" "$PACK/profiles/reports/"
+cp "$WORK/env.txt" "$PACK/bench/results/$machine/gpu-env.txt"
+tar -czf "$OUT/gpu-results.tgz" -C "$PACK" bench profiles
 
-tar -czf "$OUT/gpu-results.tgz" -C "$WORK" .
+echo
+echo "== summary ($machine, ${SECONDS}s)"
+printf '  %s\n' "${summary[@]}"
+[ -f "$BENCH/gpu-floor.json" ] && $py -c "
+import json; d = json.load(open('$BENCH/gpu-floor.json'))
+for t, r in d['tiers'].items():
+    fl = f\", {r['x_floor']:.1f}x its floor\" if 'x_floor' in r else ''
+    print(f\"  {t:<18} epoch {1e3 * r['epoch_s']:8.2f} ms{fl}\")
+for v in d['verdicts']:
+    print(f\"  {'met ' if v['met'] else 'MISS'} {v['target']}: {v['value']}\")"
 echo "packed: $OUT/gpu-results.tgz ($(du -h "$OUT/gpu-results.tgz" | cut -f1)); status $status"
 exit $status

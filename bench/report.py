@@ -11,7 +11,14 @@ import html
 import re
 from pathlib import Path
 
-from bench import alternating, ddp_report, plots, precision_report, scaling_report
+from bench import (
+    alternating,
+    ddp_report,
+    gpu_floor,
+    plots,
+    precision_report,
+    scaling_report,
+)
 from bench import claims as claims_mod
 from bench.results_data import (
     RESULTS,
@@ -221,6 +228,8 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         md += epoch_table(run)
         md += alternating.section(scaling_report.sweep_path(run.name, reference,
                                                             "alternating.json"))
+        md += gpu_floor.section(scaling_report.sweep_path(run.name, reference,
+                                                          "gpu-floor.json"))
         md += matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)

@@ -319,9 +319,10 @@ KERNELS = ("linear_forward", "linear_backward", "relu_forward", "relu_backward",
 KERNEL_TIERS = [t.name for t in TIERS.values() if t.kernels]
 
 
-def kernel_case(k, kernel, n):
-    """Arguments (tier form), float64 oracle result, FLOPs and per-output absolute
-    tolerances (None: the default) of one kernel at batch n."""
+def kernel_case(k, kernel, n, device="cpu"):
+    """Arguments (tier form: on a GPU tier's device, labels included), float64 oracle
+    result, FLOPs and per-output absolute tolerances (None: the default) of one kernel at
+    batch n."""
     H = suite_hidden()
     rng = np.random.default_rng(n)
     x = rng.random((n, D))
@@ -345,7 +346,8 @@ def kernel_case(k, kernel, n):
     args, flops = cases[kernel]
     ref = getattr(oracle, kernel)(*args)
     conv = tuple(k.from_numpy(np.asarray(a, np.float32)) if isinstance(a, np.ndarray)
-                 and a.dtype.kind == "f" else a for a in args)
+                 and a.dtype.kind == "f" else k.from_numpy(a) if isinstance(a, np.ndarray)
+                 and device == "cuda" else a for a in args)
     return conv, ref, flops, atols.get(kernel)
 
 
@@ -365,8 +367,10 @@ def test_kernel(benchmark, tier, kernel, batch):
     if slow and kernel.startswith("linear") and batch > LOOPS_MAX_BATCH:
         pytest.skip(f"loops {kernel} at batch {batch} takes too long per call")
     k = importlib.import_module(TIERS[tier].kernels)
-    args, ref, flops, atols = kernel_case(k, kernel, batch)
+    device = TIERS[tier].device
+    args, ref, flops, atols = kernel_case(k, kernel, batch, device)
     fn = getattr(k, kernel)
+    call = (lambda: fn(*args)) if device == "cpu" else (lambda: (fn(*args), k.synchronize()))
     benchmark.group = f"kernel {kernel} batch={batch}"
 
     def check():
@@ -375,8 +379,8 @@ def test_kernel(benchmark, tier, kernel, batch):
             tol = {"atol": atols[i]} if atols else {}
             assert_close(f"{tier} {kernel}[{i}]", got, want, **tol)
     verify(tier, check)
-    timed(benchmark, lambda: fn(*args), slow=slow)
-    record(benchmark, tier=tier, device="cpu", batch=batch, flops=flops, kernel=kernel)
+    timed(benchmark, call, slow=slow)
+    record(benchmark, tier=tier, device=device, batch=batch, flops=flops, kernel=kernel)
 
 
 MATMUL_SHAPES = [(64, 784, 128), (256, 784, 128)]

@@ -25,8 +25,9 @@ class Tier:
     loaders: tuple[str, ...] = ("resident",)  # how batches reach it (--loader)
     formats: tuple[str, ...] = ("float32",)  # number formats (--dtype), see formats.py
     formats_note: str = ""  # how it computes in them, when that needs saying
-    # whose allocator holds its step's arrays: "numpy" (tracemalloc sees them) or "torch"
+    # whose allocator holds its step's arrays: "numpy" (tracemalloc sees them), "torch"
     # (a caching allocator neither tracemalloc nor the RSS high-water mark sees once warm)
+    # or "numba-cuda" (device arrays; no peak counter, see profiles.breakdown.memory)
     allocator: str = "numpy"
     note: Callable[[], str | None] = lambda: None
 
@@ -145,6 +146,29 @@ def _cpp_compiler_reason() -> str | None:
     return None
 
 
+def _numba_cuda_reason() -> str | None:
+    """None when Numba CUDA runs a kernel on a real GPU here (the simulator does not
+    count), else why not."""
+    try:
+        from kernels import _cuda
+    except ImportError as exc:
+        return (f"numba-cuda is not importable ({exc}); install it with "
+                f"pip install 'numba-cuda[cu13]'")
+    return _cuda.unavailable_reason()
+
+
+def _torch_compile_cuda_reason() -> str | None:
+    """torch.compile on CUDA (Inductor) generates Triton kernels: a GPU and Triton."""
+    reason = _cuda_reason()
+    if reason:
+        return reason
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        return f"torch.compile on CUDA needs Triton, which is not importable: {exc}"
+    return None
+
+
 def _multi_gpu_reason() -> str | None:
     reason = _cuda_reason()
     if reason:
@@ -199,12 +223,27 @@ _ENTRIES = [
          _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
                        name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS,
          formats=GPU_FORMATS, formats_note=AUTOCAST_NOTE + "; float16 with a gradient scaler"),
-    Tier("torch-cuda-graph", "the train step captured once as a CUDA graph and replayed.",
+    Tier("torch-cuda-graph", "the whole epoch captured once as one CUDA graph (gather, step "
+         "and loss of every batch) and replayed; per-step graphs for the per-pass benchmarks.",
          "cuda", _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
                                graph=True, name="torch-cuda-graph")), check=_cuda_reason,
          loaders=TORCH_LOADERS, formats=("float32", "tf32", "bfloat16"),
          formats_note=AUTOCAST_NOTE + "; no float16: its gradient scaler syncs with the host, "
          "which a captured graph cannot"),
+    Tier("torch-cuda-compile", "the same under torch.compile on the GPU (mode "
+         "reduce-overhead: Inductor's kernels replayed as CUDA graphs).", "cuda",
+         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+                       compile="reduce-overhead", name="torch-cuda-compile")),
+         check=_torch_compile_cuda_reason, formats=("float32", "tf32", "bfloat16"),
+         formats_note=AUTOCAST_NOTE, allocator="torch"),
+    Tier("numba-cuda", "our own Numba CUDA kernels (shared-memory tiled GEMM, fused "
+         "softmax-CE), driven op by op from Python: one launch per op.", "cuda",
+         _warmed(_lazy("implementations.gpu_models", "CudaScratchMLP")), "kernels.numba_cuda",
+         check=_numba_cuda_reason, formats_note="float32 only", allocator="numba-cuda"),
+    Tier("numba-cuda-fused", "the whole epoch in one persistent cooperative Numba CUDA "
+         "kernel (2 grid syncs per step).", "cuda",
+         _warmed(_lazy("implementations.gpu_models", "NumbaCudaFusedMLP")),
+         check=_numba_cuda_reason, formats_note="float32 only", allocator="numba-cuda"),
     Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
          _warmed(_lazy("implementations.ddp", "DDPModel", device="cuda",
                        name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True,

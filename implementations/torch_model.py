@@ -1,7 +1,9 @@
 """The PyTorch tiers: nn.Module + nn.CrossEntropyLoss + torch.optim.SGD, the framework's way.
 
-One class serves all four: eager on CPU, under torch.compile, eager on CUDA with the data
-resident on the device, and the full train step captured as a CUDA graph and replayed.
+One class serves them all: eager on CPU, under torch.compile (on CPU, and on CUDA in mode
+"reduce-overhead"), eager on CUDA with the data resident on the device, and on CUDA the
+whole epoch captured as one CUDA graph and replayed (with a per-step graph for the
+per-pass benchmarks).
 """
 
 import contextlib
@@ -15,6 +17,14 @@ from implementations.model import Model
 from implementations.validation import check_activation
 
 LOADERS = ("resident", "dataloader")
+COMPILE_MODE_NOTE = (
+    "torch-cuda-compile uses mode 'reduce-overhead'. At batch 64 a train step is a few "
+    "microseconds of GPU arithmetic behind tens of kernel launches, so what torch.compile "
+    "can save is launches: 'reduce-overhead' replays Inductor's fused kernels as CUDA graphs "
+    "(cudagraph trees), the default mode launches them one by one, and 'max-autotune' spends "
+    "its effort tuning matmuls too small to gain. This is the expectation, not yet a "
+    "measurement: bench/compile_modes.py, run by bench/gpu_check.sh, times the step in each "
+    "mode on the GPU and the choice stands or falls by it.")
 
 
 class MLP(nn.Module):
@@ -57,9 +67,12 @@ class Precision:
 class TorchModel(Model):
     """The PyTorch MLP behind the torch-* tiers.
 
-    device: "cpu" or "cuda"; compile: wrap the module in torch.compile (dynamic shapes, so
-    the last partial batch does not recompile); graph: capture forward + loss + backward +
-    SGD step as one CUDA graph per batch size and replay it; loader: "resident" (index
+    device: "cpu" or "cuda"; compile: wrap the module in torch.compile: True on the CPU
+    (default mode, dynamic shapes, so the last partial batch does not recompile), or a mode
+    name on CUDA (static shapes: one compile per batch size; see COMPILE_MODE_NOTE); graph:
+    capture each epoch as one CUDA graph (every batch's gather, forward, loss, backward and
+    SGD step, its loss into a device buffer) and replay it, and each single train step as
+    its own graph per batch size (the per-pass benchmarks); loader: "resident" (index
     tensors already on the device) or "dataloader" (torch.utils.data.DataLoader over a
     TensorDataset, same batches); tf32: allow TF32 matmuls on CUDA (off: agreement with the
     float32 oracle), the same as dtype="tf32"; dtype: the number format (see Precision).
@@ -87,7 +100,13 @@ class TorchModel(Model):
         k = np.shape(params["W2"])[1]
         self.module = MLP(d, h, k, activation).to(self.device, self.precision.param_dtype)
         self.load_weights(params)
-        self.net = torch.compile(self.module, dynamic=True) if compile else self.module
+        self.compile_mode = compile if isinstance(compile, str) else None
+        if self.compile_mode:
+            self.net = torch.compile(self.module, mode=self.compile_mode, dynamic=False)
+        elif compile:
+            self.net = torch.compile(self.module, dynamic=True)
+        else:
+            self.net = self.module
         self.criterion = nn.CrossEntropyLoss()
         self.lr = 0.1
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=self.lr)
@@ -137,6 +156,9 @@ class TorchModel(Model):
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, x, y):
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier outputs
+            # of the compiled graphs may be overwritten from here on
         with self.precision.autocast():
             with self.clock("forward"):
                 self._logits = self.net(x)
@@ -173,6 +195,8 @@ class TorchModel(Model):
     def train_epoch(self, X, Y, batches, lr):
         if self.loader == "dataloader":
             return self._epoch_dataloader(X, Y, batches, lr)
+        if self.graph:
+            return self._epoch_replay(X, Y, batches, lr)
         order = torch.from_numpy(np.concatenate(batches)).to(self.device)
         losses = torch.empty(len(batches), device=self.device)
         start = 0
@@ -248,6 +272,57 @@ class TorchModel(Model):
             graph.replay()
         self._logits = slogits
         return sloss.detach().clone()
+
+
+    def _epoch_graph_for(self, X, Y, sizes: tuple, lr):
+        """The epoch graph for batches of these sizes over the resident X, Y (captured on
+        first use; a new X, batch layout or lr captures another)."""
+        key = ("epoch", X.data_ptr(), Y.data_ptr(), sizes, float(lr))
+        if key in self._graphs:
+            return self._graphs[key]
+        order = torch.zeros(sum(sizes), dtype=torch.int64, device=self.device)
+        losses = torch.zeros(len(sizes), dtype=torch.float32, device=self.device)
+        saved = self.weights()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.lr = lr
+
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+
+        def steps(which):
+            for i in which:
+                idx = order[offsets[i]:offsets[i + 1]]
+                self.optimizer.zero_grad(set_to_none=False)
+                with self.precision.autocast():
+                    loss = self.criterion(self.module(X.index_select(0, idx)),
+                                          Y.index_select(0, idx))
+                loss.backward()
+                self.optimizer.step()
+                losses[i].copy_(loss.detach())
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up, as capture requires (and gradients exist
+            # after it): the first batches and the last, maybe partial, one
+            steps(sorted({*range(min(3, len(sizes))), len(sizes) - 1}))
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            steps(range(len(sizes)))
+        self.load_weights(saved)  # the warm-up steps must not count as training
+        # the graph writes into these gradient tensors: keep them alive with it
+        grads = [p.grad for p in self.module.parameters()]
+        self._graphs[key] = (graph, order, losses, grads)
+        return self._graphs[key]
+
+    def _epoch_replay(self, X, Y, batches, lr):
+        """One epoch as one graph replay: the order goes to the static buffer first."""
+        graph, order, losses, _ = self._epoch_graph_for(X, Y, tuple(len(b) for b in batches),
+                                                        lr)
+        with self.clock("graph_replay"):
+            order.copy_(torch.from_numpy(np.concatenate(batches).astype(np.int64)))
+            graph.replay()
+        return losses.cpu().numpy().astype(np.float64)  # one synchronization per epoch
 
 
 def to_numpy(t) -> np.ndarray:

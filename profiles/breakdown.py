@@ -77,7 +77,8 @@ def _instrumented(tier: str, model, steps: int) -> dict:
               "parallel_regions_per_step": r["parallel_regions_per_step"],
               "parts": r["parts"], "fused_threads": r["threads"],
               "phases_agree": bool(abs(total - r["step_ms"]) <= 0.1 * r["step_ms"]),
-              "compile_seconds": model.compile_seconds, "method": "instrumented build"}
+              "compile_seconds": model.compile_seconds,
+              "method": r.get("method", "instrumented build")}
     result.update(memory(model, [model.take(X, Y, b) for b in batches[:5]]))
     return result
 
@@ -85,14 +86,21 @@ def _instrumented(tier: str, model, steps: int) -> dict:
 def memory(model, batches) -> dict:
     """Peak memory: process RSS (whole process, data included), the peak of Python/NumPy
     allocations during a few steps (tracemalloc; Numba's and torch's own allocators are not
-    traced), and the GPU's max_memory_allocated on CUDA."""
+    traced), and on CUDA the device memory in use: torch's max_memory_allocated for the
+    torch tiers; for the Numba CUDA tiers (whose allocator keeps no peak) the device's used
+    memory after the steps, from the driver (cuMemGetInfo: every context on the GPU)."""
     tracemalloc.start()
     run_steps(model, batches)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "traced_peak_mb": traced_peak / 2**20}
-    if TIERS[model.name].device == "cuda":
+    if TIERS[model.name].device == "cuda" and TIERS[model.name].allocator == "numba-cuda":
+        from kernels._cuda import cuda
+
+        free, total = cuda.current_context().get_memory_info()
+        out["gpu_used_mb"] = (total - free) / 2**20
+    elif TIERS[model.name].device == "cuda":
         import torch
 
         out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -52,6 +52,8 @@ NEEDED = {
     "pytest-benchmark": ("5.3", "5.2.3: can't open --benchmark-json in a new folder"),
     "pytest": ("8.1.1", "pytest-benchmark 5.3 requires pytest >= 8.1 (8.1.0 yanked)"),
     "scalene": (scalene_run.MIN_VERSION, "1.5.55: no run/view subcommands"),
+    # the version on the GPU machine (the only one its kernels ran on); [cu13] carries NVVM
+    "numba-cuda": ("0.30.4", "the GPU machine's numba-cuda; PTX and simulator tests ran"),
 }
 
 

@@ -71,7 +71,14 @@ def test_verdicts_follow_the_data(tmp_path):
     assert claims.accuracy_claims(same)[0]["verdict"] == "fails"
     assert claims.accuracy_claims(better)[0]["verdict"] == "holds"
     assert claims.accuracy_claims(better)[1]["verdict"] == "holds"
-    assert claims.scratch_cpu_only(TIERS.values())["verdict"] == "holds"
+    cpu_only = claims.scratch_cpu_only([run], TIERS.values())
+    assert cpu_only["verdict"] == "untested" and "never ran" in cpu_only["notes"][0]
+    gpu_rows = {**STEPS, "numba-cuda": {64: 0.1}}
+    gpu_run = load_run(bench_json(tmp_path / "g.json", gpu_rows, EPOCHS))
+    gpu_run.machine["gpu"] = "NVIDIA H200"
+    ran = claims.scratch_cpu_only([gpu_run], TIERS.values())
+    assert ran["verdict"] == "fails" and "numba-cuda ran our own kernels on NVIDIA H200" in \
+        ran["fails"][0]
 
 
 def test_report_files_and_tables(tmp_path):

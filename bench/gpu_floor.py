@@ -1,0 +1,261 @@
+"""`python -m bench.gpu_floor` (run by bench/gpu_check.sh): the GPU tiers against what the
+hardware allows, and the GPU targets, in one run on a machine with a CUDA GPU.
+
+Measured in the same process:
+- the launch floor: an empty Numba CUDA kernel launch, a small Numba device allocation,
+  one grid-wide sync inside a cooperative kernel (one block per multiprocessor), an empty
+  PyTorch kernel launch, and one node of a replayed CUDA graph (1000 tiny kernels captured);
+- each GPU tier's epoch at batch 64 (data resident, TF32 off; median of 3, tiers
+  alternating, after a warm-up epoch), next to numpy's on this machine's cores;
+- each epoch's floor from its own launch count: numba-cuda-fused one launch + 2 grid syncs
+  per step; numba-cuda LAUNCHES_PER_STEP kernels and ALLOCATIONS_PER_STEP allocations per
+  step (implementations.gpu_models, counted by a test); the torch tiers the CUDA kernels
+  torch.profiler sees in one step, each at the eager launch cost, or at a graph node's cost
+  for the graph tiers (torch-cuda-graph, and torch-cuda-compile in mode reduce-overhead,
+  whose optimizer step is counted at the node cost too, so its floor is a lower bound);
+- the agreement targets: one epoch on the first 2000 samples against numpy's mean loss
+  (1e-4 relative), and the test accuracy after one full epoch against numpy's (0.3 points).
+
+Writes <bench root>/<machine>/gpu-floor.json (atomically) and prints the verdicts. Exits 2
+with one line where there is no usable CUDA GPU.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+GPU_TIERS = ("torch-cuda", "torch-cuda-graph", "torch-cuda-compile", "numba-cuda",
+             "numba-cuda-fused")
+BATCH, LR, RUNS = 64, 0.1, 3
+LIMIT, LOSS_RTOL, ACCURACY_POINTS = 2000, 1e-4, 0.3
+FUSED_MAX_MS, FUSED_OVER_TORCH, GRAPH_OVER_EAGER = 10.0, 6.0, 10.0  # the GPU targets
+
+
+def _per_call(fn, calls: int, sync) -> float:
+    """Seconds per call of fn over `calls` calls, best of 5 (after one warm-up round)."""
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+def launch_floor() -> dict:
+    """Microseconds of the launch-level costs listed in the module docstring."""
+    import torch
+
+    from kernels._cuda import cuda
+
+    @cuda.jit
+    def empty(a):
+        pass
+
+    @cuda.jit
+    def syncs(reps, a):
+        g = cuda.cg.this_grid()
+        for _ in range(reps):
+            g.sync()
+
+    a = cuda.device_array(1, np.float32)
+    out = {"numba_launch_us": 1e6 * _per_call(lambda: empty[1, 32](a), 2000, cuda.synchronize),
+           "numba_alloc_us": 1e6 * _per_call(lambda: cuda.device_array(256, np.float32), 2000,
+                                             cuda.synchronize)}
+    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    reps = 2000
+    t = _per_call(lambda: syncs[sms, 256](reps, a), 1, cuda.synchronize)
+    out["grid_sync_us"] = 1e6 * (t - out["numba_launch_us"] * 1e-6) / reps
+    out["multiprocessors"] = sms
+    x = torch.zeros(1, device="cuda")
+    out["torch_launch_us"] = 1e6 * _per_call(lambda: x.add_(0.0), 2000, torch.cuda.synchronize)
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        x.add_(0.0)
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        for _ in range(1000):
+            x.add_(0.0)
+    out["graph_node_us"] = 1e6 * _per_call(g.replay, 20, torch.cuda.synchronize) / 1000
+    return out
+
+
+def torch_kernels_per_step(model, x, y) -> int:
+    """CUDA kernels (and copies) torch.profiler records in one train step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.train_step(x, y, LR)
+    model.sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        model.train_step(x, y, LR)
+        model.sync()
+    return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+
+
+def floor_seconds(tier: str, steps: int, floor: dict, kernels: int | None) -> float:
+    from implementations.gpu_models import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
+
+    us = {"numba-cuda-fused": floor["numba_launch_us"] + 2 * steps * floor["grid_sync_us"],
+          "numba-cuda": steps * (LAUNCHES_PER_STEP * floor["numba_launch_us"]
+                                 + ALLOCATIONS_PER_STEP * floor["numba_alloc_us"])}
+    if tier in us:
+        return us[tier] * 1e-6
+    per = floor["torch_launch_us"] if tier == "torch-cuda" else floor["graph_node_us"]
+    return steps * kernels * per * 1e-6
+
+
+def measure(out_path=None) -> dict:
+    from implementations import data, paths
+    from implementations.experiment import epoch_batches, init_params
+    from implementations.machine import describe, machine_name
+    from implementations.registry import TIERS, build_model
+    from implementations.threads import set_threads
+    from implementations.training import evaluate
+
+    set_threads()
+    mn = data.load_mnist()
+    X, Y = data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
+    Xt, Yt = data.normalize(mn.test_images), mn.test_labels.astype(np.int64)
+    params = init_params(0)
+    batches = epoch_batches(len(X), BATCH, seed=0, epoch=0)
+    small = epoch_batches(LIMIT, BATCH, seed=0, epoch=0)
+    names = ["numpy"] + [t for t in GPU_TIERS if TIERS[t].available]
+    skipped = {t: TIERS[t].unavailable_reason for t in GPU_TIERS if not TIERS[t].available}
+    models, checks = {}, {}
+    for name in names:
+        m = build_model(name, params, "relu")
+        Xp, Yp = m.prepare(X, Y)
+        models[name] = (m, Xp, Yp)
+        m.load_weights(params)
+        small_loss = float(np.mean(m.train_epoch(*m.prepare(X[:LIMIT], Y[:LIMIT]), small, LR)))
+        m.load_weights(params)
+        m.train_epoch(Xp, Yp, batches, LR)  # warm-up epoch (graph capture, compile), and
+        acc = evaluate(m.weights(), Xt, Yt, "relu")  # the accuracy after one epoch
+        checks[name] = {"loss_2000": small_loss, "test_accuracy_1_epoch": acc}
+    times = {n: [] for n in names}
+    for _ in range(RUNS):
+        for name in names:
+            m, Xp, Yp = models[name]
+            m.load_weights(params)
+            t0 = time.perf_counter()
+            m.train_epoch(Xp, Yp, batches, LR)
+            m.sync()
+            times[name].append(time.perf_counter() - t0)
+    floor = launch_floor()
+    base = checks["numpy"]
+    tiers = {}
+    for name in names:
+        med = statistics.median(times[name])
+        row = {"epoch_runs_s": times[name], "epoch_s": med, **checks[name],
+               "loss_rel_diff": abs(checks[name]["loss_2000"] - base["loss_2000"])
+               / base["loss_2000"],
+               "accuracy_diff_points": 100 * (checks[name]["test_accuracy_1_epoch"]
+                                              - base["test_accuracy_1_epoch"])}
+        if name != "numpy":
+            m, Xp, Yp = models[name]
+            kernels = None
+            if name.startswith("torch"):
+                kernels = torch_kernels_per_step(m, *m.take(Xp, Yp, batches[0]))
+                row["kernels_per_step"] = kernels
+            row["floor_s"] = floor_seconds(name, len(batches), floor, kernels)
+            row["x_floor"] = med / row["floor_s"]
+        tiers[name] = row
+    doc = {"machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M"), "batch": BATCH,
+           "launch_floor": floor, "tiers": tiers, "skipped": skipped,
+           "verdicts": verdicts(tiers)}
+    out_path = out_path or paths.bench_root() / machine_name() / "gpu-floor.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.partial")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, out_path)
+    doc["path"] = str(out_path)
+    return doc
+
+
+def verdicts(tiers: dict) -> list[dict]:
+    """The GPU targets (module docstring) as {target, value, met} rows; a target whose tier
+    did not run is left out."""
+    out = []
+    torch_tiers = [t for t in tiers if t.startswith("torch-cuda")]
+    if "numba-cuda-fused" in tiers:
+        ms = 1e3 * tiers["numba-cuda-fused"]["epoch_s"]
+        out.append({"target": f"numba-cuda-fused epoch <= {FUSED_MAX_MS:g} ms",
+                    "value": f"{ms:.2f} ms", "met": ms <= FUSED_MAX_MS})
+        if torch_tiers:
+            fastest = min(torch_tiers, key=lambda t: tiers[t]["epoch_s"])
+            r = tiers[fastest]["epoch_s"] / tiers["numba-cuda-fused"]["epoch_s"]
+            out.append({"target": f"numba-cuda-fused >= {FUSED_OVER_TORCH:g}x the fastest "
+                                  f"PyTorch CUDA tier ({fastest})",
+                        "value": f"{r:.2f}x", "met": r >= FUSED_OVER_TORCH})
+    if "torch-cuda-graph" in tiers and "torch-cuda" in tiers:
+        r = tiers["torch-cuda"]["epoch_s"] / tiers["torch-cuda-graph"]["epoch_s"]
+        out.append({"target": f"torch-cuda-graph >= {GRAPH_OVER_EAGER:g}x torch-cuda eager",
+                    "value": f"{r:.2f}x", "met": r >= GRAPH_OVER_EAGER})
+    for t, row in tiers.items():
+        if t == "numpy":
+            continue
+        out.append({"target": f"{t}: loss on {LIMIT} samples within {LOSS_RTOL:g} of numpy's",
+                    "value": f"{row['loss_rel_diff']:.2g}", "met": row["loss_rel_diff"]
+                    <= LOSS_RTOL})
+        out.append({"target": f"{t}: 1-epoch test accuracy within {ACCURACY_POINTS:g} points "
+                              f"of numpy's", "value": f"{row['accuracy_diff_points']:+.2f}",
+                    "met": abs(row["accuracy_diff_points"]) <= ACCURACY_POINTS})
+    return out
+
+
+def section(path) -> list[str]:
+    """The report's lines for a gpu-floor.json (none if there is no such file)."""
+    from pathlib import Path
+
+    if not path or not Path(path).exists():
+        return []
+    doc = json.loads(Path(path).read_text())
+    f = doc["launch_floor"]
+    lines = [f"### GPU epochs against the launch floor ({doc['date']})", "",
+             f"Measured in the same run (bench/gpu_floor.py): an empty Numba launch "
+             f"{f['numba_launch_us']:.2f} us, a Numba allocation {f['numba_alloc_us']:.2f} us, "
+             f"one grid sync {f['grid_sync_us']:.2f} us ({f['multiprocessors']} blocks), an "
+             f"empty torch launch {f['torch_launch_us']:.2f} us, a CUDA-graph node "
+             f"{f['graph_node_us']:.3f} us. Epoch at batch {doc['batch']}, median of "
+             f"{RUNS}, TF32 off.", "",
+             "| tier | epoch ms | floor ms | x floor | kernels/step | loss vs numpy "
+             "(2000 samples) | accuracy vs numpy (1 epoch) |", "|---|---|---|---|---|---|---|"]
+    for t, r in doc["tiers"].items():
+        lines.append(f"| {t} | {1e3 * r['epoch_s']:.2f} | "
+                     + (f"{1e3 * r['floor_s']:.2f} | {r['x_floor']:.1f}" if "floor_s" in r
+                        else "- | -")
+                     + f" | {r.get('kernels_per_step', '-')} | {r['loss_rel_diff']:.1e} | "
+                     f"{r['accuracy_diff_points']:+.2f} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {v['target']} | {v['value']} | {'yes' if v['met'] else 'NO'} |"
+              for v in doc["verdicts"]]
+    for t, why in doc.get("skipped", {}).items():
+        lines.append(f"\n{t} did not run: {why}")
+    return lines + [""]
+
+
+def main() -> int:
+    from implementations.registry import TIERS
+
+    reason = TIERS["torch-cuda"].unavailable_reason
+    if reason:
+        print(f"gpu_floor: no usable CUDA GPU: {reason}")
+        return 2
+    doc = measure()
+    print(f"gpu_floor: {doc['path']}")
+    for line in section(doc["path"]):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
