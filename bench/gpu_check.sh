@@ -2,7 +2,8 @@
 # The GPU half of the study in one run, on a machine with an NVIDIA GPU, from the tree, with
 # that machine's own python3 and packages (torch, numba-cuda, pytest, pytest-benchmark; no
 # installs, no scalene needed):   OUT=/some/folder bash bench/gpu_check.sh
-# It plans to finish within about 7 minutes (each step has its own time limit) and writes
+# It plans to finish within about 7 minutes, and within 9.5 at worst (each step has its own
+# time limit, and a device call allows 10), and writes
 # nothing into the tree: results go to a work folder, packed into $OUT/gpu-results.tgz laid
 # out as the repository's bench/results/<machine>/ and profiles/reports/<machine>/
 # (`tar -xzf gpu-results.tgz` at the repository root puts them in place for committing);
@@ -16,7 +17,7 @@ from implementations.registry import TIERS
 r = TIERS['torch-cuda'].unavailable_reason
 print(r or '')
 raise SystemExit(1 if r else 0)" 2>&1); then
-  echo "gpu_check: no usable CUDA GPU here: ${reason:-python3 cannot import the project}"
+  echo "gpu_check: nothing to run without a usable CUDA GPU: ${reason:-$py cannot import the project}"
   exit 2
 fi
 OUT=${OUT:?set OUT to a folder for the results}
@@ -43,25 +44,28 @@ step() {  # step SECONDS LABEL COMMAND...: run with a time limit, remember the o
 }
 
 cat <<PLAN
-gpu_check on $machine: the plan (about 7 minutes)
+gpu_check on $machine: the plan (about 7 minutes; each step's time limit in brackets)
   1. tests: the CUDA kernels on the GPU (tests/cuda_checks.py) and the suites that compare
-     every tier, CUDA tiers included, with the float64 oracle                    (150 s)
-  2. one 10-epoch training of each GPU tier: $GPU_TIERS                           (100 s)
-  3. the GPU targets: launch floor, epochs against it, agreement with numpy      (60 s)
-  4. torch.compile modes for torch-cuda-compile's choice                          (60 s)
-  5. the benchmark suite, every tier, the CPU tiers on this machine's cores      (150 s)
-  6. phase breakdowns and torch.profiler traces of the GPU tiers                  (45 s)
-  7. the report, then the results packed into $OUT/gpu-results.tgz
+     every tier, CUDA tiers included, with the float64 oracle                      [90 s]
+  2. one 10-epoch training of each GPU tier: $GPU_TIERS   [30 s each, compile 60 s]
+  3. the GPU targets: launch floor, epochs against it, agreement with numpy        [80 s]
+  4. torch.compile modes for torch-cuda-compile's choice                            [60 s]
+  5. the benchmark suite (--quick: every tier at batch 64, the CPU tiers on this
+     machine's cores in the same run; the epochs are step 3's)                      [90 s]
+  6. phase breakdowns and torch.profiler traces of the GPU tiers but the compiled
+     one (its compile would take the step's time)                                   [45 s]
+  7. the report, then the results packed into $OUT/gpu-results.tgz                 [20 s]
 PLAN
 { $py -c "import torch, numba, numpy; print('torch', torch.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__)"
   $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   $py -m implementations.cli tiers; } 2>&1 | tee "$WORK/env.txt"
 
-step 150 "tests" $py -m pytest -q -p no:cacheprovider -x --benchmark-disable \
+step 90 "tests" $py -m pytest -q -p no:cacheprovider -x --benchmark-disable \
   tests/cuda_checks.py tests/test_tiers_agree.py tests/test_torch.py tests/test_formats.py \
   tests/test_widths.py
 
+export py BENCH
 train() {  # 10 epochs of one tier, its JSON kept under the committed name
   $py -m implementations.cli train --tier "$1" --epochs 10 --no-progress --json \
     > "$BENCH/.train-$1.tmp" && mv "$BENCH/.train-$1.tmp" "$BENCH/train-$1.json" \
@@ -70,13 +74,18 @@ import json, sys; d = json.loads(sys.stdin.read())
 print(f\"   {d['tier']}: test accuracy {100 * d['test_accuracy'][-1]:.2f}% after 10 epochs, \"
       f\"epoch {min(d['epoch_seconds']):.3f} s (best)\")"
 }
-for t in $GPU_TIERS; do step 40 "train $t" train "$t"; done
-step 90 "GPU targets" $py -m bench.gpu_floor
-step 90 "compile modes" $py -m bench.compile_modes
-step 170 "benchmarks" $py -m bench.run --benchmark-max-time=0.1 --benchmark-min-rounds=3
-prof_args=(); for t in $GPU_TIERS; do prof_args+=(--tier "$t"); done
-step 60 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
-step 60 "report" $py -m implementations.cli report --out "$BENCH"
+export -f train  # so that `timeout` (a separate program) can run it through bash
+for t in $GPU_TIERS; do
+  limit=30; [ "$t" = torch-cuda-compile ] && limit=60
+  step $limit "train $t" bash -c 'train "$1"' _ "$t"
+done
+step 80 "GPU targets" $py -m bench.gpu_floor
+step 60 "compile modes" $py -m bench.compile_modes
+step 90 "benchmarks" $py -m bench.run --quick --benchmark-max-time=0.1 --benchmark-min-rounds=3
+prof_args=(); for t in $GPU_TIERS; do
+  [ "$t" = torch-cuda-compile ] || prof_args+=(--tier "$t"); done
+step 45 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
+step 20 "report" $py -m implementations.cli report --results "$BENCH/quick.json" --out "$BENCH"
 
 # the committed layout: bench/results/<machine>/ and profiles/reports/<machine>/
 PACK=$(mktemp -d)
