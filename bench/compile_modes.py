@@ -15,7 +15,9 @@ import statistics
 import sys
 import time
 
-MODES = ("default", "reduce-overhead", "max-autotune")
+# max-autotune is left out: its GEMM tuning alone outlasts gpu_check's budget, and the
+# network's matmuls are too small for tuning to pay (COMPILE_MODE_NOTE)
+MODES = ("default", "reduce-overhead")
 BATCH, ROUNDS, STEPS = 64, 5, 200
 
 

@@ -4,7 +4,8 @@
 # installs, no scalene needed):   OUT=/some/folder bash bench/gpu_check.sh
 # It plans to finish within about 7 minutes, and within 9.5 at worst (each step has its own
 # time limit, and a device call allows 10), and writes
-# nothing into the tree: results go to a work folder, packed into $OUT/gpu-results.tgz laid
+# nothing into the tree: results go to a work folder, packed after every step (a run cut
+# short still brings back what it finished) into $OUT/gpu-results.tgz laid
 # out as the repository's bench/results/<machine>/ and profiles/reports/<machine>/
 # (`tar -xzf gpu-results.tgz` at the repository root puts them in place for committing);
 # $OUT/summary.txt is the console output. Without a GPU it exits 2 at once.
@@ -26,8 +27,21 @@ WORK=$(mktemp -d)
 export MNIST_TIERS_OUT="$WORK"
 exec > >(tee "$OUT/summary.txt") 2>&1
 machine=$($py -c "from implementations.machine import machine_name as m; print(m())")
-BENCH="$WORK/bench/$machine" TRAIN="$WORK/bench/$machine"
+BENCH="$WORK/bench/$machine"
 mkdir -p "$BENCH"
+pack() {  # the results so far, in the committed layout (after every step: a run stopped
+  # by the call's time limit still brings back what it finished)
+  local dir
+  dir=$(mktemp -d)
+  mkdir -p "$dir/bench/results" "$dir/profiles/reports"
+  cp -r "$BENCH" "$dir/bench/results/$machine"
+  rm -rf "$dir/bench/results/$machine/autosave" "$dir/bench/results/$machine"/.[!.]*
+  [ -d "$WORK/profiles/$machine" ] && cp -r "$WORK/profiles/$machine" "$dir/profiles/reports/"
+  cp "$WORK/env.txt" "$dir/bench/results/$machine/gpu-env.txt" 2>/dev/null
+  tar -czf "$OUT/.gpu-results.tgz" -C "$dir" bench profiles && mv "$OUT/.gpu-results.tgz" \
+    "$OUT/gpu-results.tgz"
+  rm -rf "$dir"
+}
 GPU_TIERS="torch-cuda torch-cuda-graph torch-cuda-compile numba-cuda numba-cuda-fused"
 status=0
 summary=()
@@ -41,29 +55,40 @@ step() {  # step SECONDS LABEL COMMAND...: run with a time limit, remember the o
   if [ $rc -eq 0 ]; then summary+=("ok      ${took}s  $label")
   else summary+=("FAILED  ${took}s  $label (exit $rc$([ $rc -eq 124 ] && echo ', time limit'))")
        status=1; fi
+  pack
 }
 
 cat <<PLAN
 gpu_check on $machine: the plan (about 7 minutes; each step's time limit in brackets)
-  1. tests: the CUDA kernels on the GPU (tests/cuda_checks.py) and the suites that compare
-     every tier, CUDA tiers included, with the float64 oracle                      [90 s]
+  1. tests: the CUDA kernels on the GPU (tests/cuda_checks.py), then the CUDA tiers'
+     cases of the suites that compare every tier with the float64 oracle      [60 s each]
   2. one 10-epoch training of each GPU tier: $GPU_TIERS   [30 s each, compile 60 s]
   3. the GPU targets: launch floor, epochs against it, agreement with numpy        [80 s]
-  4. torch.compile modes for torch-cuda-compile's choice                            [60 s]
+  4. torch.compile modes for torch-cuda-compile's choice                            [50 s]
   5. the benchmark suite (--quick: every tier at batch 64, the CPU tiers on this
      machine's cores in the same run; the epochs are step 3's)                      [90 s]
   6. phase breakdowns and torch.profiler traces of the GPU tiers but the compiled
-     one (its compile would take the step's time)                                   [45 s]
+     one (its compile would take the step's time)                                   [40 s]
   7. the report, then the results packed into $OUT/gpu-results.tgz                 [20 s]
 PLAN
 { $py -c "import torch, numba, numpy; print('torch', torch.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__)"
   $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-  $py -m implementations.cli tiers; } 2>&1 | tee "$WORK/env.txt"
+  $py -m implementations.cli tiers
+  # what the later steps import, checked now rather than failing late
+  $py -c "
+import importlib
+for m in ('tqdm', 'threadpoolctl', 'matplotlib', 'pytest_benchmark', 'triton', 'numba_cuda'):
+    try:
+        importlib.import_module(m)
+    except ImportError as e:
+        print('MISSING', m, '-', e)"; } 2>&1 | tee "$WORK/env.txt"
 
-step 90 "tests" $py -m pytest -q -p no:cacheprovider -x --benchmark-disable \
-  tests/cuda_checks.py tests/test_tiers_agree.py tests/test_torch.py tests/test_formats.py \
-  tests/test_widths.py
+step 60 "tests: CUDA kernels" $py -m pytest -q -p no:cacheprovider --benchmark-disable \
+  tests/cuda_checks.py
+step 60 "tests: CUDA tiers vs the oracle" $py -m pytest -q -p no:cacheprovider \
+  --benchmark-disable -k cuda \
+  tests/test_tiers_agree.py tests/test_torch.py tests/test_formats.py tests/test_widths.py
 
 export py BENCH
 train() {  # 10 epochs of one tier, its JSON kept under the committed name
@@ -80,21 +105,14 @@ for t in $GPU_TIERS; do
   step $limit "train $t" bash -c 'train "$1"' _ "$t"
 done
 step 80 "GPU targets" $py -m bench.gpu_floor
-step 60 "compile modes" $py -m bench.compile_modes
-step 90 "benchmarks" $py -m bench.run --quick --benchmark-max-time=0.1 --benchmark-min-rounds=3
+step 50 "compile modes" $py -m bench.compile_modes
+# the quick selection, saved as this machine's latest.json (what the report reads)
+step 90 "benchmarks" $py -m bench.run --quick --benchmark-max-time=0.1 \
+  --benchmark-min-rounds=3 --benchmark-json "$BENCH/latest.json"
 prof_args=(); for t in $GPU_TIERS; do
   [ "$t" = torch-cuda-compile ] || prof_args+=(--tier "$t"); done
-step 45 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
-step 20 "report" $py -m implementations.cli report --results "$BENCH/quick.json" --out "$BENCH"
-
-# the committed layout: bench/results/<machine>/ and profiles/reports/<machine>/
-PACK=$(mktemp -d)
-mkdir -p "$PACK/bench/results" "$PACK/profiles/reports"
-cp -r "$BENCH" "$PACK/bench/results/$machine"
-rm -rf "$PACK/bench/results/$machine/autosave"
-[ -d "$WORK/profiles/$machine" ] && cp -r "$WORK/profiles/$machine" "$PACK/profiles/reports/"
-cp "$WORK/env.txt" "$PACK/bench/results/$machine/gpu-env.txt"
-tar -czf "$OUT/gpu-results.tgz" -C "$PACK" bench profiles
+step 40 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
+step 20 "report" $py -m implementations.cli report --results "$BENCH/latest.json" --out "$BENCH"
 
 echo
 echo "== summary ($machine, ${SECONDS}s)"

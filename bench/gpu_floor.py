@@ -128,18 +128,30 @@ def measure(out_path=None) -> dict:
     params = init_params(0)
     batches = epoch_batches(len(X), BATCH, seed=0, epoch=0)
     small = epoch_batches(LIMIT, BATCH, seed=0, epoch=0)
+    try:  # first, and on its own: a tier that fails below must not lose it
+        floor = launch_floor()
+    except Exception as exc:
+        floor = {"error": f"{type(exc).__name__}: {exc}"}
     names = ["numpy"] + [t for t in GPU_TIERS if TIERS[t].available]
     skipped = {t: TIERS[t].unavailable_reason for t in GPU_TIERS if not TIERS[t].available}
     models, checks = {}, {}
-    for name in names:
-        m = build_model(name, params, "relu")
-        Xp, Yp = m.prepare(X, Y)
+    for name in list(names):
+        try:  # each tier on its own: one that fails is reported, the others still measured
+            m = build_model(name, params, "relu")
+            Xp, Yp = m.prepare(X, Y)
+            m.load_weights(params)
+            small_loss = float(np.mean(m.train_epoch(*m.prepare(X[:LIMIT], Y[:LIMIT]), small,
+                                                     LR)))
+            m.load_weights(params)
+            m.train_epoch(Xp, Yp, batches, LR)  # warm-up epoch (graph capture, compile),
+            acc = evaluate(m.weights(), Xt, Yt, "relu")  # and the accuracy after it
+        except Exception as exc:
+            if name == "numpy":
+                raise
+            skipped[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            names.remove(name)
+            continue
         models[name] = (m, Xp, Yp)
-        m.load_weights(params)
-        small_loss = float(np.mean(m.train_epoch(*m.prepare(X[:LIMIT], Y[:LIMIT]), small, LR)))
-        m.load_weights(params)
-        m.train_epoch(Xp, Yp, batches, LR)  # warm-up epoch (graph capture, compile), and
-        acc = evaluate(m.weights(), Xt, Yt, "relu")  # the accuracy after one epoch
         checks[name] = {"loss_2000": small_loss, "test_accuracy_1_epoch": acc}
     times = {n: [] for n in names}
     for _ in range(RUNS):
@@ -150,7 +162,6 @@ def measure(out_path=None) -> dict:
             m.train_epoch(Xp, Yp, batches, LR)
             m.sync()
             times[name].append(time.perf_counter() - t0)
-    floor = launch_floor()
     base = checks["numpy"]
     tiers = {}
     for name in names:
@@ -160,7 +171,7 @@ def measure(out_path=None) -> dict:
                / base["loss_2000"],
                "accuracy_diff_points": 100 * (checks[name]["test_accuracy_1_epoch"]
                                               - base["test_accuracy_1_epoch"])}
-        if name != "numpy":
+        if name != "numpy" and "error" not in floor:
             m, Xp, Yp = models[name]
             kernels = None
             if name.startswith("torch"):
@@ -220,6 +231,10 @@ def section(path) -> list[str]:
         return []
     doc = json.loads(Path(path).read_text())
     f = doc["launch_floor"]
+    if "error" in f:
+        f = {k: float("nan") for k in ("numba_launch_us", "numba_alloc_us", "grid_sync_us",
+                                       "torch_launch_us", "graph_node_us")} | {
+            "multiprocessors": "?"}
     lines = [f"### GPU epochs against the launch floor ({doc['date']})", "",
              f"Measured in the same run (bench/gpu_floor.py): an empty Numba launch "
              f"{f['numba_launch_us']:.2f} us, a Numba allocation {f['numba_alloc_us']:.2f} us, "

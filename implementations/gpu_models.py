@@ -59,11 +59,13 @@ class CudaScratchMLP(ScratchMLP):
         order = k.from_numpy(np.concatenate(batches).astype(np.int64))
         losses = k.cuda.device_array(len(batches), np.float32)
         start = 0
-        for step, b in enumerate(batches):
-            x, y = k.gather(X, Y, order, start, len(b))
-            start += len(b)
-            loss = self.train_step(x, y, lr)
-            losses[step:step + 1].copy_to_device(loss.array)  # device to device: no wait
+        # frees are held back until the epoch ends: cuMemFree would wait for the device
+        with k.cuda.defer_cleanup():
+            for step, b in enumerate(batches):
+                x, y = k.gather(X, Y, order, start, len(b))
+                start += len(b)
+                loss = self.train_step(x, y, lr)
+                losses[step:step + 1].copy_to_device(loss.array)  # device to device
         return losses.copy_to_host().astype(np.float64)
 
     def predict(self, x):
@@ -127,11 +129,10 @@ class NumbaCudaFusedMLP(Model):
 
     def _buffers(self, batch: int):
         """Work arrays for batches up to `batch` (grown on demand, kept between calls)."""
-        have = self._bufs.get("batch", 0)
-        if have < batch:
-            H, K = self.W1t.shape[0], self.W2t.shape[0]
+        H, K = self.W1t.shape[0], self.W2t.shape[0]
+        if self._bufs.get("batch", 0) < batch or self._bufs.get("shape") != (H, K):
             da = self.cuda.device_array
-            self._bufs = {"batch": batch, "arrays": (
+            self._bufs = {"batch": batch, "shape": (H, K), "arrays": (
                 da((batch, H), np.float32), da((batch, H), np.float32),
                 da((batch, H), np.float32), da((batch, K), np.float32),
                 da((batch, K), np.float32), da(batch, np.float32))}
@@ -142,7 +143,7 @@ class NumbaCudaFusedMLP(Model):
         bufs = self._buffers(batch)
         self.f.launch(X, Y, order, count, batch, self.W1t, self.b1, self.W2t, self.b2, lr,
                       self.act, bufs, losses, mask=mask, threads=self.threads)
-        self._last = (bufs[3], min(batch, count))
+        self._last = (bufs[3], count - (steps - 1) * batch)  # the last step's rows
         return losses
 
     # -- one step, one epoch ---------------------------------------------------------------
@@ -168,30 +169,37 @@ class NumbaCudaFusedMLP(Model):
 
     def train_epoch(self, X, Y, batches, lr):
         batch = len(batches[0])
-        if any(len(b) != batch for b in batches[:-1]):
-            raise ValueError("the fused epoch takes equal batches with only the last partial")
+        if any(len(b) != batch for b in batches[:-1]) or len(batches[-1]) > batch:
+            raise ValueError("the fused epoch takes equal batches with only the last one "
+                             "smaller")
         order = self.cuda.to_device(np.concatenate(batches).astype(np.int64))
         count = order.shape[0]
         losses = self._run(X, Y, order, count, batch, lr, self.f.ALL, len(batches))
         return losses.copy_to_host().astype(np.float64)
 
-    def phase_epoch(self, X, Y, batches, lr, mask):
+    def phase_epoch(self, X, Y, batches, lr, mask) -> float:
         """One epoch with only the phases in `mask` (the syncs kept), weights restored:
-        the phase-masked runs of the profile. Returns after the device finished."""
+        the phase-masked runs of the profile. Returns the seconds from launch to the
+        device's finish (the order upload and the weight save and restore are outside)."""
+        import time
+
         saved = self.weights()
         order = self.cuda.to_device(np.concatenate(batches).astype(np.int64))
+        self.sync()
+        t0 = time.perf_counter()
         self._run(X, Y, order, order.shape[0], len(batches[0]), lr, mask, len(batches))
         self.sync()
+        seconds = time.perf_counter() - t0
         self.load_weights(saved)
+        return seconds
 
     def phase_breakdown(self, X, Y, batches, lr) -> dict:
         """Where the fused epoch's time goes, from phase-masked epochs (every grid sync kept,
         weights restored after each): the syncs and launch alone, + layer 1, + the output
         layer and hidden backward, + the updates (the full epoch); each phase is the
-        difference of consecutive masks. Returns ms per step per phase, the full epoch's
-        step time, and one grid sync's cost (us) from the syncs-only epoch."""
-        import time
-
+        difference of consecutive masks, each mask the median of 3 runs after a warm one.
+        Returns ms per step per phase, the full epoch's step time, and one grid sync's cost
+        (us) from the syncs-only epoch (its launch spread over the steps)."""
         f = self.f
         masks = (("grid syncs + launch", 0), ("layer-1 forward + activation", f.FORWARD),
                  ("output layer + softmax-CE + hidden backward", f.FORWARD | f.OUTPUT),
@@ -200,20 +208,14 @@ class NumbaCudaFusedMLP(Model):
         ms = {}
         for name, mask in masks:
             self.phase_epoch(X, Y, batches, lr, mask)  # warm
-            t0 = time.perf_counter()
-            self.phase_epoch(X, Y, batches, lr, mask)
-            ms[name] = 1e3 * (time.perf_counter() - t0) / steps
+            ms[name] = 1e3 * float(np.median([self.phase_epoch(X, Y, batches, lr, mask)
+                                              for _ in range(3)])) / steps
         names = [n for n, _ in masks]
         phases = {names[0]: ms[names[0]]}
         for prev, cur in zip(names, names[1:]):
             phases[cur] = max(0.0, ms[cur] - ms[prev])
-        saved = self.weights()
-        t0 = time.perf_counter()
-        self.train_epoch(X, Y, batches, lr)
-        self.sync()
-        step_ms = 1e3 * (time.perf_counter() - t0) / steps
-        self.load_weights(saved)
-        return {"phases_ms": phases, "step_ms": step_ms, "instrumented_step_ms": ms[names[-1]],
+        return {"phases_ms": phases, "step_ms": ms[names[-1]],
+                "instrumented_step_ms": ms[names[-1]],
                 "handoff_us": 1e3 * ms[names[0]] / 2, "parallel_regions_per_step": 2,
                 "parts": self.f.max_blocks(self.W1t.shape[0]), "threads": self.threads,
                 "method": "phase-masked runs"}

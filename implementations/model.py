@@ -39,6 +39,10 @@ class Model:
     def prepare_batches(self, batch_sizes, lr: float) -> None:
         """Per-batch-size preparation (e.g. CUDA-graph capture) done before timing starts."""
 
+    def prepare_epoch(self, X, Y, batches: list[np.ndarray], lr: float) -> None:
+        """Preparation for epochs laid out like `batches` over the prepared X, Y (e.g. a
+        whole-epoch CUDA graph captured), done before timing starts."""
+
     # -- one step -----------------------------------------------------------------------
     def forward(self, x, y) -> float:
         """Logits and loss of a batch; keeps what backward needs. Returns the loss."""

@@ -157,6 +157,16 @@ def _numba_cuda_reason() -> str | None:
     return _cuda.unavailable_reason()
 
 
+def _numba_cuda_grid_sync_reason() -> str | None:
+    """_numba_cuda_reason, and a cooperative kernel with a grid sync links and runs."""
+    reason = _numba_cuda_reason()
+    if reason:
+        return reason
+    from kernels import _cuda
+
+    return _cuda.grid_sync_reason()
+
+
 def _torch_compile_cuda_reason() -> str | None:
     """torch.compile on CUDA (Inductor) generates Triton kernels: a GPU and Triton."""
     reason = _cuda_reason()
@@ -243,7 +253,7 @@ _ENTRIES = [
     Tier("numba-cuda-fused", "the whole epoch in one persistent cooperative Numba CUDA "
          "kernel (2 grid syncs per step).", "cuda",
          _warmed(_lazy("implementations.gpu_models", "NumbaCudaFusedMLP")),
-         check=_numba_cuda_reason, formats_note="float32 only", allocator="numba-cuda"),
+         check=_numba_cuda_grid_sync_reason, formats_note="float32 only", allocator="numba-cuda"),
     Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
          _warmed(_lazy("implementations.ddp", "DDPModel", device="cuda",
                        name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True,

@@ -168,7 +168,9 @@ class TorchModel(Model):
 
     def backward(self):
         with self.clock("backward"):
-            self.optimizer.zero_grad(set_to_none=False)
+            # under CUDA-graph trees (reduce-overhead) a replay may reuse the memory the last
+            # backward's gradients were stolen into: drop them instead of zeroing in place
+            self.optimizer.zero_grad(set_to_none=self.compile_mode == "reduce-overhead")
             (self.scaler.scale(self._loss) if self.scaler else self._loss).backward()
 
     def update(self, lr):
@@ -274,6 +276,12 @@ class TorchModel(Model):
         return sloss.detach().clone()
 
 
+    def prepare_epoch(self, X, Y, batches, lr):
+        """Capture the epoch graph for this batch layout before timing starts (graph tier,
+        resident data)."""
+        if self.graph and self.loader == "resident":
+            self._epoch_graph_for(X, Y, tuple(len(b) for b in batches), lr)
+
     def _epoch_graph_for(self, X, Y, sizes: tuple, lr):
         """The epoch graph for batches of these sizes over the resident X, Y (captured on
         first use; a new X, batch layout or lr captures another)."""
@@ -310,9 +318,9 @@ class TorchModel(Model):
         with torch.cuda.graph(graph):
             steps(range(len(sizes)))
         self.load_weights(saved)  # the warm-up steps must not count as training
-        # the graph writes into these gradient tensors: keep them alive with it
+        # the graph reads X, Y and writes these gradients by address: keep them alive with it
         grads = [p.grad for p in self.module.parameters()]
-        self._graphs[key] = (graph, order, losses, grads)
+        self._graphs[key] = (graph, order, losses, (grads, X, Y))
         return self._graphs[key]
 
     def _epoch_replay(self, X, Y, batches, lr):

@@ -121,6 +121,7 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     n = x_train.shape[0]
     t0 = time.perf_counter()
     model.prepare_batches({min(batch_size, n), n % batch_size or batch_size}, lr)
+    model.prepare_epoch(X, Y, epoch_batches(n, batch_size, seed, 0), lr)  # same sizes each
     model.sync()
     compile_seconds = model.compile_seconds + time.perf_counter() - t0
     result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,

@@ -21,6 +21,9 @@ from numba import config as _config  # noqa: E402
 from numba import cuda  # noqa: E402
 
 SIMULATED = bool(_config.ENABLE_CUDASIM)
+# numba-cuda warns on every launch of a grid under 128 blocks; the small ops of this network
+# launch such grids on purpose, and the warning's Python cost would be timed with them
+_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 __all__ = ["cuda", "SIMULATED", "unavailable_reason"]
 
@@ -28,6 +31,30 @@ __all__ = ["cuda", "SIMULATED", "unavailable_reason"]
 @cuda.jit
 def _probe(out):
     out[0] = 1.0
+
+
+@cuda.jit
+def _grid_sync_probe(out):
+    g = cuda.cg.this_grid()
+    g.sync()
+    out[0] = 2.0
+
+
+def grid_sync_reason() -> str | None:
+    """None when a cooperative kernel with a grid sync links (against the device runtime,
+    libcudadevrt) and runs here; else why not."""
+    reason = unavailable_reason()
+    if reason:
+        return reason
+    try:
+        out = cuda.device_array(1, np.float32)
+        _grid_sync_probe[1, 1](out)
+        if out.copy_to_host()[0] != 2.0:
+            return "a cooperative probe kernel ran but returned a wrong value"
+    except Exception as exc:  # linking cudadevrt or the cooperative launch can fail
+        return (f"a cooperative kernel with a grid sync cannot run: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}")
+    return None
 
 
 def unavailable_reason() -> str | None:
