@@ -99,9 +99,10 @@ class NumbaFusedMLP(Model):
         order = np.concatenate(batches)
         batch_size = len(batches[0])
         steps = len(batches)
-        parallel = nf.pick(batch_size)[2] is nf.train_epoch
+        _, _, epoch, parts = nf.pick(batch_size)
+        parallel = epoch is nf.train_epoch
         entry = fp.train_epoch_phases if parallel else fp.train_epoch_phases_serial
-        parts = max(1, min(nf.pick(batch_size)[3], self.W1t.shape[0]))
+        parts = max(1, min(parts, self.W1t.shape[0]))  # numba_fused._parts' clamp
         threads = min(parts, numba.get_num_threads()) if parallel else 1
         cycles = np.zeros((parts + 1, len(fp.PHASES)), np.int64)
         losses = np.empty(steps, np.float64)

@@ -168,31 +168,32 @@ def _grid2(shape):
     return (_blocks(shape[1], TILE), _blocks(shape[0], TILE)), (TILE, TILE)
 
 
-def _elementwise(kernel, shape, *args):
-    out = cuda.device_array(shape, np.float32)
-    grid, block = _grid2(shape)
-    kernel[grid, block](*args[:-1], out, args[-1])
+def _elementwise(kernel, act, *inputs):
+    """kernel(*inputs, out, act) over the first input's shape, into a new array `out`."""
+    out = cuda.device_array(inputs[0].shape, np.float32)
+    grid, block = _grid2(out.shape)
+    kernel[grid, block](*inputs, out, act)
     return out
 
 
 def sigmoid_forward(z):
     """(N, H) -> (N, H)."""
-    return _elementwise(_activation, z.shape, z, SIGMOID)
+    return _elementwise(_activation, SIGMOID, z)
 
 
 def sigmoid_backward(da, a):
     """da * a * (1 - a), from the forward's output a. (N, H) -> (N, H)."""
-    return _elementwise(_activation_backward, da.shape, da, a, SIGMOID)
+    return _elementwise(_activation_backward, SIGMOID, da, a)
 
 
 def relu_forward(z):
     """(N, H) -> (N, H)."""
-    return _elementwise(_activation, z.shape, z, RELU)
+    return _elementwise(_activation, RELU, z)
 
 
 def relu_backward(da, z):
     """da * (z > 0), from the forward's input z. (N, H) -> (N, H)."""
-    return _elementwise(_activation_backward, da.shape, da, z, RELU)
+    return _elementwise(_activation_backward, RELU, da, z)
 
 
 @cuda.jit
