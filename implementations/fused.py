@@ -10,8 +10,9 @@ from kernels import numba_fused as nf
 class NumbaFusedMLP(Model):
     """784 -> H -> 10 MLP whose step and epoch run in kernels.numba_fused.
 
-    Weights are kept transposed (W1t (H, D), W2t (K, H)) so every forward product reads
-    contiguous rows; weights() transposes them back. The fused step never materializes dW,
+    Weights are kept in the kernel's layout: W1 in panels of NB hidden units (W1p (P1, D,
+    NB), kernels.numba_fused.pack_w1), W2 transposed and padded to the panels (W2p (K, Hp));
+    weights() unpacks them. The fused step never materializes dW,
     so there is no separate backward (has_backward = False) and no gradients() read-back:
     checks compare the updated weights instead.
     """
@@ -31,21 +32,21 @@ class NumbaFusedMLP(Model):
 
     def load_weights(self, params):
         t = self.dtype
-        self.W1t = np.ascontiguousarray(np.asarray(params["W1"], t).T)
+        self.W1p = nf.pack_w1(np.asarray(params["W1"], t), t)
         self.b1 = np.array(params["b1"], t)
-        self.W2t = np.ascontiguousarray(np.asarray(params["W2"], t).T)
+        self.W2p = nf.pad_w2(np.asarray(params["W2"], t), t)
         self.b2 = np.array(params["b2"], t)
 
     def prepare(self, x, y):
         return np.ascontiguousarray(x, self.dtype), np.asarray(y, np.int64)
 
     def forward(self, x, y):
-        n, h, k = x.shape[0], self.W1t.shape[0], self.W2t.shape[0]
-        z1, a1 = np.empty((n, h), self.dtype), np.empty((n, h), self.dtype)
+        n, (p1, _, nb), k = x.shape[0], self.W1p.shape, self.W2p.shape[0]
+        z1, a1 = np.empty((p1, n, nb), self.dtype), np.empty((p1, n, nb), self.dtype)
         z2, dz2 = np.empty((n, k), self.dtype), np.empty((n, k), self.dtype)
         _, forward, _, parts = nf.pick(n)
         with self.clock("forward"):
-            loss = forward(x, y, self.W1t, self.b1, self.W2t, self.b2, self.act, z1, a1, z2, dz2,
+            loss = forward(x, y, self.W1p, self.b1, self.W2p, self.b2, self.act, z1, a1, z2, dz2,
                            parts)
         self._last = z2
         return loss
@@ -53,17 +54,17 @@ class NumbaFusedMLP(Model):
     def train_step(self, x, y, lr):
         step, _, _, parts = nf.pick(x.shape[0])
         with self.clock("fused_step"):
-            return step(x, y, self.W1t, self.b1, self.W2t, self.b2, self.dtype.type(lr),
+            return step(x, y, self.W1p, self.b1, self.W2p, self.b2, self.dtype.type(lr),
                         self.act, parts)
 
     def train_epoch(self, X, Y, batches, lr):
         order = np.concatenate(batches)
         batch_size = len(batches[0])
-        if any(len(b) != batch_size for b in batches[:-1]):
+        if any(len(b) != batch_size for b in batches[:-1]) or len(batches[-1]) > batch_size:
             raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
         _, _, epoch, parts = nf.pick(batch_size)
-        epoch(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2, self.dtype.type(lr),
+        epoch(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2, self.dtype.type(lr),
               self.act, losses, parts)
         return losses
 
@@ -73,8 +74,9 @@ class NumbaFusedMLP(Model):
         return self.logits()
 
     def weights(self):
-        return {"W1": self.W1t.T.copy(), "b1": self.b1.copy(),
-                "W2": self.W2t.T.copy(), "b2": self.b2.copy()}
+        H = self.b1.shape[0]
+        return {"W1": nf.unpack_w1(self.W1p, H), "b1": self.b1.copy(),
+                "W2": self.W2p[:, :H].T.copy(), "b2": self.b2.copy()}
 
     def logits(self):
         return self._last.copy()
@@ -102,13 +104,13 @@ class NumbaFusedMLP(Model):
         _, _, epoch, parts = nf.pick(batch_size)
         parallel = epoch is nf.train_epoch
         entry = fp.train_epoch_phases if parallel else fp.train_epoch_phases_serial
-        parts = max(1, min(parts, self.W1t.shape[0]))  # numba_fused._parts' clamp
+        parts = max(1, min(parts, self.W1p.shape[0]))  # numba_fused._parts' clamp
         threads = min(parts, numba.get_num_threads()) if parallel else 1
         cycles = np.zeros((parts + 1, len(fp.PHASES)), np.int64)
         losses = np.empty(steps, np.float64)
 
         def instrumented():
-            entry(X, Y, order, batch_size, self.W1t, self.b1, self.W2t, self.b2,
+            entry(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
                   self.dtype.type(lr), self.act, losses, parts, cycles)
 
         def production():

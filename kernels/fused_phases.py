@@ -7,10 +7,11 @@ TSC on x86, a few ns each) between phases. Its losses and weights equal the prod
 epoch's (tested); its time is checked against the production epoch's by the profile (phases
 within 10% of the measured step).
 
-A step is two parallel regions, each split into `parts` hidden-unit slices
+A step is two parallel regions, each split into `parts` groups of hidden-unit panels
 (numba_fused._train_step). Per part, `cycles[p]` sums its phases: layer-1 forward with bias
 and activation, its partial logits (region 1), hidden backward, layer-2 update, layer-1
-weight gradient with its update and the next batch's prefetch interleaved (region 2). Row
+weight gradient with its update and the next batch's prefetch interleaved, and its share
+of the next batch's copy into the contiguous batch buffer (region 2). Row
 `cycles[parts]` holds what runs on one thread (the labels, the logits' sum, softmax-CE and
 the b2 update) and the two regions' wall time. `phase_seconds` turns these into the mean
 thread's time per phase and the rest of the regions' wall time: the hand-offs and the wait
@@ -24,6 +25,8 @@ from kernels._jit import CACHE, FMA_REASSOC
 from kernels.intrinsics import cycles as _cycles
 from kernels.numba_fused import (
     _bias2_update,
+    _copy_first_batch,
+    _copy_rows,
     _hidden_backward_part,
     _hidden_part,
     _layer1_update_part,
@@ -37,9 +40,9 @@ from kernels.numba_fused import (
 
 PHASES = ("layer-1 forward + activation", "partial logits", "softmax-CE + b2 update",
           "hidden backward", "layer-2 update", "layer-1 weight gradient + update",
-          "hand-offs + waiting")
-PART_PHASES = (0, 1, 3, 4, 5)  # columns of cycles[p] summed per part
-SERIAL, WALLS = 2, 6  # columns of cycles[parts]: the one-thread work, the regions' wall time
+          "next batch copy", "hand-offs + waiting")
+PART_PHASES = (0, 1, 3, 4, 5, 6)  # columns of cycles[p] summed per part
+SERIAL, WALLS = 2, 7  # columns of cycles[parts]: the one-thread work, the regions' wall time
 PARALLEL_PHASES = 2  # parallel regions per step
 
 
@@ -49,27 +52,29 @@ def cycle_counter():
 
 
 @njit(inline="always")
-def _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, P, cycles):
+def _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, cycles):
     S, D = order.shape[0], X.shape[1]
-    H, K = W1t.shape[0], W2t.shape[0]
-    P = _parts(P, H)
-    z1, a1, dz1, z2, dz2, zp, acc = step_buffers(batch_size, H, K, D, P, X.dtype)
+    P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
+    P = _parts(P, P1)
+    z1, a1, dz1, z2, dz2, zp, g2 = step_buffers(batch_size, P1, NB, K, P, X.dtype)
+    xbuf = np.empty((2, batch_size, D), X.dtype)
+    _copy_first_batch(X, order, batch_size, P, xbuf)
     yb = np.empty(batch_size, np.int64)
     step = 0
     for start in range(0, S, batch_size):
         t0 = _cycles()
         n = min(batch_size, S - start)
-        rows = order[start:start + n]
         for i in range(n):
-            yb[i] = Y[rows[i]]
+            yb[i] = Y[order[start + i]]
         nxt = order[start + n:min(start + n + batch_size, S)]
+        xb, xn = xbuf[step % 2], xbuf[(step + 1) % 2]
         t1 = _cycles()
         for p in prange(P):
-            h0, h1 = part_bounds(H, P, p)
+            j0, j1 = part_bounds(P1, P, p)
             c0 = _cycles()
-            _hidden_part(X, rows, n, W1t, b1, act, z1, a1, h0, h1)
+            _hidden_part(xb, n, W1p, b1, act, z1, a1, j0, j1)
             c1 = _cycles()
-            _partial_logits(a1, W2t, n, zp[p], h0, h1)
+            _partial_logits(a1, W2p, n, zp[p], j0, j1)
             c2 = _cycles()
             cycles[p, 0] += c1 - c0
             cycles[p, 1] += c2 - c1
@@ -78,17 +83,21 @@ def _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, P,
         _bias2_update(dz2, n, lr, b2)
         t3 = _cycles()
         for p in prange(P):
-            h0, h1 = part_bounds(H, P, p)
+            j0, j1 = part_bounds(P1, P, p)
+            i0, i1 = part_bounds(nxt.shape[0], P, p)
             c1 = _cycles()
-            _hidden_backward_part(dz2, W2t, z1, a1, act, dz1, n, h0, h1)
+            _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1)
             c2 = _cycles()
-            _layer2_update_part(dz2, a1, lr, W2t, acc[p, 0], n, h0, h1)
+            _layer2_update_part(dz2, a1, lr, W2p, g2[p], n, j0, j1)
             c3 = _cycles()
-            _layer1_update_part(dz1, X, rows, n, nxt[p::P], lr, W1t, b1, acc[p], h0, h1)
+            _layer1_update_part(dz1, xb, n, X, nxt[i0:i1], lr, W1p, b1, j0, j1)
             c4 = _cycles()
+            _copy_rows(X, nxt, i0, i1, xn)
+            c5 = _cycles()
             cycles[p, 3] += c2 - c1
             cycles[p, 4] += c3 - c2
             cycles[p, 5] += c4 - c3
+            cycles[p, 6] += c5 - c4
         t4 = _cycles()
         cycles[P, SERIAL] += (t1 - t0) + (t3 - t2)
         cycles[P, WALLS] += (t2 - t1) + (t4 - t3)
@@ -96,18 +105,18 @@ def _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, P,
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
-def train_epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts,
+def train_epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts,
                        cycles):
     """numba_fused.train_epoch with per-phase cycle counts added into cycles
     (parts + 1, len(PHASES)) int64 (see the module docstring for the layout)."""
-    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts, cycles)
+    _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts, cycles)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
-def train_epoch_phases_serial(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses,
+def train_epoch_phases_serial(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses,
                               parts, cycles):
     """train_epoch_phases on one thread (numba_fused's serial build, below 32 samples)."""
-    _epoch_phases(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts, cycles)
+    _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts, cycles)
 
 
 def phase_seconds(cycles: np.ndarray, threads: int, rate: float) -> dict[str, float]:

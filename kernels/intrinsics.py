@@ -1,9 +1,11 @@
-"""Two LLVM intrinsics the fused kernels call from compiled code (numba.extending.intrinsic).
+"""LLVM intrinsics the fused kernels call from compiled code (numba.extending.intrinsic).
 
 - `cycles()`: the CPU's cycle counter (llvm.readcyclecounter: the TSC on x86, a few ns).
 - `prefetch(X, r, c)`: a read prefetch of the cache line holding X[r, c] into every cache
   level (llvm.prefetch, read, locality 3, data); a hint, never a fault, whatever the index
   (the address is only computed, not checked). X is a 2-D C-contiguous array.
+- `gemm_microkernel(M, A, ...)`: an M x NB tile of C += alpha * A @ B kept in vector
+  registers over the whole reduction (below), the core of numba_fused's two big products.
 """
 
 from llvmlite import ir
@@ -44,3 +46,122 @@ def prefetch(typingctx, X, r, c):
         return context.get_dummy_value()
 
     return types.void(X, r, c), codegen
+
+
+# -- the register-blocked GEMM microkernel ----------------------------------------------------
+
+
+
+def _has_avx512() -> bool:
+    """Whether the code Numba emits may use 512-bit registers: AVX-512F in the features it
+    compiles for ($NUMBA_CPU_FEATURES when set, else the host CPU's)."""
+    from numba.core import config
+
+    features = config.CPU_FEATURES
+    if features is None:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+# One register of the target: 64 bytes (zmm, 32 of them) with AVX-512, else 32 bytes (ymm,
+# 16 of them on AVX2; elsewhere LLVM splits the vectors into the target's registers).
+VECTOR_BYTES = 64 if _has_avx512() else 32
+PANEL_BYTES = 2 * VECTOR_BYTES  # a microkernel tile's width: two registers per row
+# rows per tile: 2 x rows accumulators + 2 panel registers + 1 broadcast fit the registers
+MAX_TILE_ROWS = 12 if VECTOR_BYTES == 64 else 6
+
+
+@intrinsic
+def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm,
+                     alpha, accumulate):
+    """A register-blocked GEMM microkernel: an M x NB tile of C held in vector registers over
+    the whole reduction (the BLIS/OpenBLAS kernel shape, e.g. BLIS's 32 x 12 sgemm kernel for
+    Skylake-X), in explicit LLVM vectors of VECTOR_BYTES (512-bit with AVX-512, else 256).
+
+    With NB = PANEL_BYTES / itemsize (32 float32, 16 float64) and flat (element) offsets
+    into the C-contiguous arrays A, B, C (any ndim) of one float dtype:
+
+        t[m, j] = sum over r < n_r of A.flat[a_off + m*a_sm + r*a_sr] * B.flat[b_off + r*b_sr + j]
+        C.flat[c_off + m*c_sm + j] = alpha * t[m, j]            (accumulate false)
+        C.flat[c_off + m*c_sm + j] += alpha * t[m, j]           (accumulate true)
+
+    for m < M, j < NB. M is a literal int, 1..MAX_TILE_ROWS: 2*M accumulators live in
+    registers for the whole loop over r; per r, two vector loads of B's row, M broadcasts of
+    A, 2*M FMAs (with M = MAX_TILE_ROWS the loads fit two load ports and the FMAs keep two
+    FMA units busy). The stores happen once, after the loop.
+
+    No bounds are checked (raw pointer arithmetic): callers keep every index in range.
+    LLVM emits zmm code for these explicit vectors even where its loop vectorizer prefers
+    256-bit ones (the "prefer-256-bit" tuning only steers the vectorizer).
+    """
+    if not (isinstance(M, types.IntegerLiteral) and 1 <= M.literal_value <= MAX_TILE_ROWS):
+        return None
+    dtype = A.dtype
+    if dtype not in (types.float32, types.float64) or any(
+            not isinstance(t, types.Array) or t.dtype != dtype or t.layout != "C"
+            for t in (A, B, C)):
+        return None
+    rows = M.literal_value
+    width = VECTOR_BYTES // (4 if dtype == types.float32 else 8)
+
+    def codegen(context, builder, signature, args):
+        at = signature.args
+        i64 = ir.IntType(64)
+        ints = {i: context.cast(builder, args[i], at[i], types.intp)
+                for i in (2, 3, 4, 6, 7, 8, 10, 11)}
+        a_o, a_m, a_r, b_o, b_r, count, c_o, c_m = (ints[i] for i in (2, 3, 4, 6, 7, 8, 10, 11))
+        a_data, b_data, c_data = (context.make_array(at[i])(context, builder, args[i]).data
+                                  for i in (1, 5, 9))
+        fty = context.get_value_type(dtype)
+        vty = ir.VectorType(fty, width)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            "llvm.fma.v%d%s" % (width, "f32" if dtype == types.float32 else "f64"))
+        undef = ir.Constant(vty, ir.Undefined)
+        lane0 = ir.Constant(ir.IntType(32), 0)
+        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+
+        def splat(x):
+            return builder.shuffle_vector(builder.insert_element(undef, x, lane0), undef,
+                                          splat_mask)
+
+        def vector_at(base, idx):
+            return builder.bitcast(builder.gep(base, [idx]), vty.as_pointer())
+
+        # allocas in the entry block: LLVM's mem2reg keeps them in registers
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None))
+                for _ in range(2 * rows)]
+        with cgutils.for_range(builder, count) as loop:
+            r = loop.index
+            bi = builder.add(b_o, builder.mul(r, b_r))
+            panel = (builder.load(vector_at(b_data, bi), align=1),
+                     builder.load(vector_at(b_data, builder.add(bi, i64(width))), align=1))
+            ar = builder.add(a_o, builder.mul(r, a_r))
+            for m in range(rows):
+                a = splat(builder.load(builder.gep(a_data, [builder.add(ar, builder.mul(
+                    i64(m), a_m))])))
+                for q in range(2):
+                    acc = accs[2 * m + q]
+                    builder.store(builder.call(fma, [a, panel[q], builder.load(acc)]), acc)
+        scale = splat(args[12])
+        add = builder.icmp_unsigned("!=", args[13], ir.Constant(args[13].type, 0))
+        with builder.if_else(add) as (then, otherwise):
+            for branch, accumulate_ in ((then, True), (otherwise, False)):
+                with branch:
+                    for m in range(rows):
+                        ci = builder.add(c_o, builder.mul(i64(m), c_m))
+                        for q in range(2):
+                            ptr = vector_at(c_data, builder.add(ci, i64(q * width)))
+                            t = builder.load(accs[2 * m + q])
+                            if accumulate_:
+                                val = builder.call(fma, [scale, t, builder.load(ptr, align=1)])
+                            else:
+                                val = builder.fmul(scale, t)
+                            builder.store(val, ptr, align=1)
+        return context.get_dummy_value()
+
+    sig = types.void(M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha,
+                     accumulate)
+    return sig, codegen

@@ -210,36 +210,6 @@ def dot_tile_4x2(a0, a1, a2, a3, b0, b1):
     return s00, s01, s10, s11, s20, s21, s30, s31
 
 
-@njit(inline="always")
-def dot_tile_4x4(a0, a1, a2, a3, b0, b1, b2, b3):
-    """The 16 dot products of rows a0..a3 with rows b0..b3 (all of one length), row-major
-    (a0.b0, a0.b1, a0.b2, a0.b3, a1.b0, ...): 8 loads feed 16 FMAs per element, each running
-    sum vectorized by reassociating it (the caller's fastmath)."""
-    z = a0.dtype.type(0.0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    for k in range(a0.shape[0]):
-        x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
-        y0, y1, y2, y3 = b0[k], b1[k], b2[k], b3[k]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
-
-
 # --- the kernel contract -------------------------------------------------------------
 @njit(cache=CACHE)
 def _add_bias(z, b):

@@ -1,28 +1,33 @@
 """Tier `numba-fused`: the whole train step, and the whole epoch, in one compiled function.
 
-What changed from `numba`: no Python between ops, and the work is split by hidden units.
-A step runs `parts` slices of the hidden layer (one per thread; `pick` says how many) in two
-parallel regions:
+What changed from `numba`: no Python between ops, both large products run on a
+register-blocked GEMM microkernel (kernels.intrinsics.gemm_microkernel), and the work is
+split by hidden units. The hidden units live in panels of NB = panel_width(dtype) columns
+(32 float32, 16 float64 with AVX-512): W1p (P1, D, NB) holds panel j's weights
+W1[:, j*NB:(j+1)*NB] contiguously, zero past H, and z1, a1, dz1 are (P1, N, NB) the same way.
+A step runs `parts` groups of panels (one per thread; `pick` says how many) in two parallel
+regions:
 
-1. every part computes z1 = x @ W1 + b1 and a1 = act(z1) for its own hidden units (4 x 4
-   tiles of dot products on weights stored transposed, W1t (H, D)), reading the batch's
-   rows of X in place through the order (no gathered copy), then its share of the logits;
+1. every part computes z1 = xb @ W1 + b1 and a1 = act(z1) for its own panels (tiles of 12
+   samples x NB units held in registers over all D inputs), then its share of the logits;
 2. one thread sums the shares, runs softmax + cross-entropy with its gradient and updates
    b2;
-3. every part computes dz1 for its own hidden units, then updates its own W2 columns and
-   W1 rows with the SGD step fused into the weight gradient (4 rows of dW built in a
-   part-private buffer, 4 samples per pass, subtracted at once: no dW is ever stored),
-   prefetching its share of the next batch's rows of X as it goes.
+3. every part computes dz1 for its own panels, updates its own W2 columns, then its own W1
+   panels with the SGD step fused into the weight gradient (tiles of 12 inputs x NB units
+   summed over the samples in registers and subtracted from W1p at once: no dW is ever
+   stored), prefetching its share of the next batch's rows of X as it goes and copying
+   them, last, into the next step's contiguous batch buffer.
 
-Each thread thus reads and writes the same weight rows in both regions, and they stay in its
-own core's cache from step to step; only the batch (read-only), the small logits and dz2
-cross between cores. The epoch loop runs in compiled code too. kernels/README.md records
-each step of this design with its measurements.
+Each thread thus reads and writes the same weight panels in both regions, and they stay in
+its own core's cache from step to step; only the batch (read-only), the small logits and
+dz2 cross between cores. The epoch loop runs in compiled code too. kernels/README.md
+records each step of this design with its measurements.
 
-Every matmul is ours (the dot-product tiles come from kernels.numba_cpu), none is BLAS.
+Every matmul is ours (the microkernel, and loops for the 10-class layer), none is BLAS.
 
-Dimension legend: N batch, D inputs, H hidden, K classes. C-contiguous float32 throughout, or
-float64 throughout (--dtype float64: Numba specializes the same code per dtype).
+Dimension legend: N batch, D inputs, H hidden, K classes, P1 panels (ceil(H / NB)),
+Hp = P1 * NB. C-contiguous float32 throughout, or float64 throughout (--dtype float64:
+Numba specializes the same code per dtype).
 """
 
 import math
@@ -32,90 +37,139 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._jit import CACHE, FMA_REASSOC
-from kernels.intrinsics import prefetch
-from kernels.numba_cpu import PARALLEL_MIN_ROWS, dot_tile_4x4
+from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, gemm_microkernel, prefetch
+from kernels.numba_cpu import PARALLEL_MIN_ROWS
 
 # The helpers are inlined (Numba IR level) into the compiled entry points below, which are
 # the only parallel functions here: their prange loops then belong to one compilation unit,
 # which is what Numba's on-disk cache can reload safely (see numba_cpu.nt_kernel).
-# The entry points use {"contract", "reassoc"} so the inlined dot products vectorize.
+# The entry points use {"contract", "reassoc"} so the small loops vectorize.
 
 RELU, SIGMOID = 0, 1
+WGRAD_INPUTS = 4 * MAX_TILE_ROWS  # inputs per block of the weight gradient (one prefetch share)
+WGRAD_SAMPLES = 256  # samples per pass of the weight gradient: its strip of X stays in L1
+
+
+def panel_width(dtype) -> int:
+    """Hidden units per panel for this dtype: one microkernel tile's width (NB)."""
+    return PANEL_BYTES // np.dtype(dtype).itemsize
+
+
+def pack_w1(W1: np.ndarray, dtype) -> np.ndarray:
+    """W1 (D, H) -> W1p (P1, D, NB) in `dtype`: panel j = W1[:, j*NB:(j+1)*NB], zero past H."""
+    D, H = W1.shape
+    nb = panel_width(dtype)
+    p1 = -(-H // nb)
+    padded = np.zeros((D, p1 * nb), dtype)
+    padded[:, :H] = W1
+    return np.ascontiguousarray(padded.reshape(D, p1, nb).transpose(1, 0, 2))
+
+
+def unpack_w1(W1p: np.ndarray, H: int) -> np.ndarray:
+    """W1p (P1, D, NB) -> W1 (D, H), a new array (the inverse of pack_w1)."""
+    p1, D, nb = W1p.shape
+    return np.ascontiguousarray(W1p.transpose(1, 0, 2).reshape(D, p1 * nb)[:, :H])
+
+
+def pad_w2(W2: np.ndarray, dtype) -> np.ndarray:
+    """W2 (H, K) -> W2p (K, Hp) in `dtype`: transposed, zero columns past H."""
+    H, K = W2.shape
+    nb = panel_width(dtype)
+    out = np.zeros((K, -(-H // nb) * nb), dtype)
+    out[:, :H] = W2.T
+    return out
 
 
 @njit(inline="always")
 def part_bounds(H, P, p):
-    """Hidden units [h0, h1) of part p of P: contiguous, sizes differing by at most one."""
+    """Items [h0, h1) of part p of P over H items: contiguous, sizes differing by at most
+    one (the parts' panels, and their shares of the next batch's rows)."""
     return H * p // P, H * (p + 1) // P
 
 
 @njit(inline="always")
-def _bias_activation(z1, a1, b1, act, n, h0, h1):
-    """z1[:n, h0:h1] += b1[h0:h1] and a1 = act(z1), row by row over contiguous hidden units
-    (the activation test hoisted out of the loops, so each loop vectorizes)."""
-    zero = z1.dtype.type(0.0)
-    b = b1[h0:h1]
-    for i in range(n):
-        z, a = z1[i, h0:h1], a1[i, h0:h1]
-        if act == RELU:
-            for h in range(b.shape[0]):
-                v = z[h] + b[h]
-                z[h] = v
-                a[h] = v if v > zero else zero
-        else:
-            for h in range(b.shape[0]):
-                v = z[h] + b[h]
-                z[h] = v
-                if v >= 0:
-                    a[h] = 1.0 / (1.0 + math.exp(-v))
-                else:
-                    e = math.exp(v)
-                    a[h] = e / (1.0 + e)
+def _gemm_rows(m, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha, acc):
+    """gemm_microkernel over m rows (any m >= 0): tiles of MAX_TILE_ROWS, then 8, 4, 2, 1."""
+    t = 0
+    while m - t >= MAX_TILE_ROWS:
+        gemm_microkernel(MAX_TILE_ROWS, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
+                         C, c_off + t * c_sm, c_sm, alpha, acc)
+        t += MAX_TILE_ROWS
+    if m - t >= 8:
+        gemm_microkernel(8, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
+                         C, c_off + t * c_sm, c_sm, alpha, acc)
+        t += 8
+    if m - t >= 4:
+        gemm_microkernel(4, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
+                         C, c_off + t * c_sm, c_sm, alpha, acc)
+        t += 4
+    if m - t >= 2:
+        gemm_microkernel(2, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
+                         C, c_off + t * c_sm, c_sm, alpha, acc)
+        t += 2
+    if m - t >= 1:
+        gemm_microkernel(1, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
+                         C, c_off + t * c_sm, c_sm, alpha, acc)
 
 
 @njit(inline="always")
-def _hidden_part(X, rows, n, W1t, b1, act, z1, a1, h0, h1):
-    """One part's share of the hidden layer, for hidden units h0:h1.
+def _hidden_part(xb, n, W1p, b1, act, z1, a1, j0, j1):
+    """One part's share of the hidden layer, for panels j0:j1.
 
-    z1[:n, h0:h1] = X[rows[:n]] @ W1t[h0:h1].T + b1[h0:h1] and a1 = act(z1) (4 x 2 tiles of
-    dot products; bias and activation in one pass afterwards). X (S, D) read in place
-    through rows (n,): no gathered copy. W1t (H, D); b1 (H,); z1, a1 (>= n, H).
+    z1[j, :n] = xb[:n] @ W1p[j] (microkernel tiles of 12 samples x NB units), then in one
+    pass per row z1 += b1 and a1 = act(z1), with a1 = 0 past H (so padded units feed
+    nothing forward or back). xb (>= n, D) the batch, contiguous; W1p (P1, D, NB); b1 (H,);
+    z1, a1 (P1, >= n, NB).
     """
-    for ib in range((n + 3) // 4):
-        i0 = 4 * ib
-        i1, i2, i3 = min(i0 + 1, n - 1), min(i0 + 2, n - 1), min(i0 + 3, n - 1)
-        x0, x1, x2, x3 = X[rows[i0]], X[rows[i1]], X[rows[i2]], X[rows[i3]]
-        for j0 in range(h0, h1, 4):
-            j1, j2, j3 = min(j0 + 1, h1 - 1), min(j0 + 2, h1 - 1), min(j0 + 3, h1 - 1)
-            s = dot_tile_4x4(x0, x1, x2, x3, W1t[j0], W1t[j1], W1t[j2], W1t[j3])
-            z1[i0, j0], z1[i0, j1], z1[i0, j2], z1[i0, j3] = s[0], s[1], s[2], s[3]
-            z1[i1, j0], z1[i1, j1], z1[i1, j2], z1[i1, j3] = s[4], s[5], s[6], s[7]
-            z1[i2, j0], z1[i2, j1], z1[i2, j2], z1[i2, j3] = s[8], s[9], s[10], s[11]
-            z1[i3, j0], z1[i3, j1], z1[i3, j2], z1[i3, j3] = s[12], s[13], s[14], s[15]
-    _bias_activation(z1, a1, b1, act, n, h0, h1)
+    D, NB, H = xb.shape[1], W1p.shape[2], b1.shape[0]
+    one = xb.dtype.type(1.0)
+    zero = xb.dtype.type(0.0)
+    rows = z1.shape[1]
+    for j in range(j0, j1):
+        _gemm_rows(n, xb, 0, D, 1, W1p, j * D * NB, NB, D, z1, j * rows * NB, NB, one, False)
+        units = min(NB, H - j * NB)
+        b = b1[j * NB:j * NB + units]
+        for i in range(n):
+            z, a = z1[j, i], a1[j, i]
+            if act == RELU:
+                for c in range(units):
+                    v = z[c] + b[c]
+                    z[c] = v
+                    a[c] = v if v > zero else zero
+            else:
+                for c in range(units):
+                    v = z[c] + b[c]
+                    z[c] = v
+                    if v >= 0:
+                        a[c] = 1.0 / (1.0 + math.exp(-v))
+                    else:
+                        e = math.exp(v)
+                        a[c] = e / (1.0 + e)
+            for c in range(units, NB):
+                a[c] = zero
 
 
 @njit(inline="always")
-def _partial_logits(a1, W2t, n, zp, h0, h1):
-    """zp[:n] = a1[:n, h0:h1] @ W2t[:, h0:h1].T: one part's share of the logits (K dot
-    products over its hidden units per sample). a1 (>= n, H); W2t (K, H); zp (>= n, K)."""
-    K = W2t.shape[0]
+def _partial_logits(a1, W2p, n, zp, j0, j1):
+    """zp[:n] = a1 @ W2p.T over panels j0:j1: one part's share of the logits. a1 (P1, >= n,
+    NB); W2p (K, Hp); zp (>= n, K)."""
+    K, NB = W2p.shape[0], a1.shape[2]
     for i in range(n):
-        a = a1[i, h0:h1]
         for k in range(K):
-            w = W2t[k, h0:h1]
             s = a1.dtype.type(0.0)
-            for h in range(a.shape[0]):
-                s += a[h] * w[h]
+            for j in range(j0, j1):
+                a, w = a1[j, i], W2p[k, j * NB:(j + 1) * NB]
+                for c in range(NB):
+                    s += a[c] * w[c]
             zp[i, k] = s
 
 
 @njit(inline="always")
-def _forward_part(X, rows, n, W1t, b1, W2t, act, z1, a1, zp, h0, h1):
-    """One part's share of the forward pass (region 1): its hidden units h0:h1, then its
-    share of the logits zp (>= n, K)."""
-    _hidden_part(X, rows, n, W1t, b1, act, z1, a1, h0, h1)
-    _partial_logits(a1, W2t, n, zp, h0, h1)
+def _forward_part(xb, n, W1p, b1, W2p, act, z1, a1, zp, j0, j1):
+    """One part's share of the forward pass (region 1): its panels j0:j1, then its share of
+    the logits zp (>= n, K)."""
+    _hidden_part(xb, n, W1p, b1, act, z1, a1, j0, j1)
+    _partial_logits(a1, W2p, n, zp, j0, j1)
 
 
 @njit(inline="always")
@@ -160,7 +214,7 @@ def _bias2_update(dz2, n, lr, b2):
 @njit(inline="always")
 def _prefetch_rows(X, nxt, i0, i1):
     """Prefetch every cache line of the rows nxt[i0:i1] of X (S, D): a share of the next
-    batch, so its forward finds them in cache instead of waiting on DRAM."""
+    batch, so its copy finds them in cache instead of waiting on DRAM."""
     line = max(1, 64 // X.itemsize)  # elements per 64-byte cache line
     for i in range(i0, i1):
         r = nxt[i]
@@ -169,250 +223,254 @@ def _prefetch_rows(X, nxt, i0, i1):
 
 
 @njit(inline="always")
-def _combine_rows(out, coeffs, M, count, h0, h1):
-    """out = sum_j coeffs[j] * M[j, h0:h1] over j < count: axpys over contiguous columns.
-    out (h1 - h0,); coeffs (>= count,); M (>= count, >= h1)."""
-    m = h1 - h0
-    for h in range(m):
-        out[h] = out.dtype.type(0.0)
-    for j in range(count):
-        g, row = coeffs[j], M[j, h0:h1]
-        for h in range(m):
-            out[h] += g * row[h]
-
-
-@njit(inline="always")
-def _hidden_backward_part(dz2, W2t, z1, a1, act, dz1, n, h0, h1):
-    """dz1[:n, h0:h1] = (dz2 @ W2t[:, h0:h1]) * act'(z1): K axpys per sample over the part's
-    contiguous hidden units (dh never stored), W2 read before its update. dz2 (>= n, K);
-    W2t (K, H); z1, a1, dz1 (>= n, H)."""
+def _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1):
+    """dz1[j, :n] = (dz2 @ W2p[:, panel j]) * act'(z1) for panels j0:j1: K axpys per sample
+    over NB contiguous units (zero past H, where W2p is zero), W2 read before its update.
+    dz2 (>= n, K); W2p (K, Hp); z1, a1, dz1 (P1, >= n, NB)."""
+    K, NB = W2p.shape[0], z1.shape[2]
     zero = z1.dtype.type(0.0)
-    m = h1 - h0
-    for i in range(n):
-        d, z, a = dz1[i, h0:h1], z1[i, h0:h1], a1[i, h0:h1]
-        _combine_rows(d, dz2[i], W2t, W2t.shape[0], h0, h1)
-        if act == RELU:
-            for h in range(m):
-                if z[h] <= 0:
-                    d[h] = zero
-        else:
-            for h in range(m):
-                s = a[h]
-                d[h] *= s * (1 - s)
+    for j in range(j0, j1):
+        for i in range(n):
+            d, z, a = dz1[j, i], z1[j, i], a1[j, i]
+            for c in range(NB):
+                d[c] = zero
+            for k in range(K):
+                g, w = dz2[i, k], W2p[k, j * NB:(j + 1) * NB]
+                for c in range(NB):
+                    d[c] += g * w[c]
+            if act == RELU:
+                for c in range(NB):
+                    if z[c] <= 0:
+                        d[c] = zero
+            else:
+                for c in range(NB):
+                    s = a[c]
+                    d[c] *= s * (1 - s)
 
 
 @njit(inline="always")
-def _layer2_update_part(dz2, a1, lr, W2t, g2, n, h0, h1):
-    """W2t[:, h0:h1] -= lr * dz2[:n].T @ a1[:n, h0:h1], each row of dW2 built in the part's
-    buffer g2 (>= h1 - h0,) first. dz2 (>= n, K); a1 (>= n, H); W2t (K, H)."""
-    m = h1 - h0
-    g2 = g2[:m]
-    for k in range(W2t.shape[0]):
-        _combine_rows(g2, dz2[:, k], a1, n, h0, h1)
-        w = W2t[k, h0:h1]
-        for h in range(m):
-            w[h] -= lr * g2[h]
+def _layer2_update_part(dz2, a1, lr, W2p, g2, n, j0, j1):
+    """W2p[:, panel j] -= lr * dz2[:n].T @ a1[j, :n] for panels j0:j1, each row of dW2 built
+    in the part's buffer g2 (>= NB,) first. dz2 (>= n, K); a1 (P1, >= n, NB); W2p (K, Hp)."""
+    K, NB = W2p.shape[0], a1.shape[2]
+    zero = a1.dtype.type(0.0)
+    g = g2[:NB]
+    for j in range(j0, j1):
+        for k in range(K):
+            for c in range(NB):
+                g[c] = zero
+            for i in range(n):
+                d, a = dz2[i, k], a1[j, i]
+                for c in range(NB):
+                    g[c] += d * a[c]
+            w = W2p[k, j * NB:(j + 1) * NB]
+            for c in range(NB):
+                w[c] -= lr * g[c]
 
 
 @njit(inline="always")
-def _layer1_update_part(dz1, X, rows, n, nxt, lr, W1t, b1, acc, h0, h1):
-    """W1t[h0:h1] -= lr * dz1[:n, h0:h1].T @ X[rows[:n]] and b1[h0:h1] -= lr * dz1.sum(0),
-    without storing dW: each 4 weight rows are built in the part's private acc (>= 4, D)
-    buffer, 4 rows x 4 samples per pass (16 broadcast scalars, 4 loads of x, 16 FMAs per
-    column against 4 loads and 4 stores of the buffer), and subtracted at once. Each block
-    of 4 rows also prefetches its share of the next batch's rows nxt (m,), so those DRAM
-    reads overlap the FMAs instead of stalling in one burst. dz1 (>= n, H); X (S, D); rows
-    (n,); W1t (H, D)."""
-    D = X.shape[1]
-    zero = X.dtype.type(0.0)
-    n4 = n - n % 4
-    g0, g1, g2, g3 = acc[0], acc[1], acc[2], acc[3]
-    blocks, m = (h1 - h0 + 3) // 4, nxt.shape[0]
-    for r0 in range(h0, h1, 4):
-        bi = (r0 - h0) // 4
-        _prefetch_rows(X, nxt, bi * m // blocks, (bi + 1) * m // blocks)
-        # a last partial block reads row h1-1 for its missing rows and never writes them back
-        r1, r2, r3 = min(r0 + 1, h1 - 1), min(r0 + 2, h1 - 1), min(r0 + 3, h1 - 1)
-        for c in range(D):
-            g0[c] = g1[c] = g2[c] = g3[c] = zero
-        for i in range(0, n4, 4):
-            xa, xb, xc, xd = X[rows[i]], X[rows[i + 1]], X[rows[i + 2]], X[rows[i + 3]]
-            da, db, dc, dd = dz1[i], dz1[i + 1], dz1[i + 2], dz1[i + 3]
-            p0, p1, p2, p3 = da[r0], da[r1], da[r2], da[r3]
-            q0, q1, q2, q3 = db[r0], db[r1], db[r2], db[r3]
-            s0, s1, s2, s3 = dc[r0], dc[r1], dc[r2], dc[r3]
-            t0, t1, t2, t3 = dd[r0], dd[r1], dd[r2], dd[r3]
-            for c in range(D):
-                u, v, s_, w = xa[c], xb[c], xc[c], xd[c]
-                g0[c] += p0 * u + q0 * v + s0 * s_ + t0 * w
-                g1[c] += p1 * u + q1 * v + s1 * s_ + t1 * w
-                g2[c] += p2 * u + q2 * v + s2 * s_ + t2 * w
-                g3[c] += p3 * u + q3 * v + s3 * s_ + t3 * w
-        for i in range(n4, n):
-            xa, da = X[rows[i]], dz1[i]
-            p0, p1, p2, p3 = da[r0], da[r1], da[r2], da[r3]
-            for c in range(D):
-                u = xa[c]
-                g0[c] += p0 * u
-                g1[c] += p1 * u
-                g2[c] += p2 * u
-                g3[c] += p3 * u
-        for q in range(min(4, h1 - r0)):
-            w, a = W1t[r0 + q], acc[q]
-            for c in range(D):
-                w[c] -= lr * a[c]
+def _layer1_update_part(dz1, xb, n, X, nxt, lr, W1p, b1, j0, j1):
+    """W1p[j] -= lr * xb[:n].T @ dz1[j, :n] and b1 -= lr * dz1[j, :n].sum(0) for panels
+    j0:j1, without storing dW: microkernel tiles of 12 inputs x NB units summed over up to
+    WGRAD_SAMPLES samples in registers, then subtracted from W1p at once. Blocks of
+    WGRAD_INPUTS inputs each prefetch a share of the next batch's rows nxt (X (S, D) rows),
+    so those DRAM reads overlap the FMAs. dz1 (P1, >= n, NB); xb (>= n, D); W1p (P1, D, NB);
+    b1 (H,)."""
+    D, NB, H = xb.shape[1], W1p.shape[2], b1.shape[0]
+    rows = dz1.shape[1]
+    alpha = -lr
+    blocks, m = (D + WGRAD_INPUTS - 1) // WGRAD_INPUTS, nxt.shape[0]
+    for s0 in range(0, n, WGRAD_SAMPLES):
+        ns = min(WGRAD_SAMPLES, n - s0)
+        for bi in range(blocks):
+            if s0 == 0:
+                _prefetch_rows(X, nxt, bi * m // blocks, (bi + 1) * m // blocks)
+            k0 = bi * WGRAD_INPUTS
+            kn = min(WGRAD_INPUTS, D - k0)
+            for j in range(j0, j1):
+                _gemm_rows(kn, xb, s0 * D + k0, 1, D, dz1, j * rows * NB + s0 * NB, NB, ns,
+                           W1p, j * D * NB + k0 * NB, NB, alpha, True)
+    zero = xb.dtype.type(0.0)
+    for j in range(j0, j1):
+        for c in range(min(NB, H - j * NB)):
             gb = zero
             for i in range(n):
-                gb += dz1[i, r0 + q]
-            b1[r0 + q] -= lr * gb
+                gb += dz1[j, i, c]
+            b1[j * NB + c] -= lr * gb
 
 
 @njit(inline="always")
-def _backward_part(X, rows, n, nxt, W1t, b1, W2t, act, z1, a1, dz2, dz1, acc, lr, h0, h1):
-    """One part's share of the backward pass and the SGD update (region 2), for hidden
-    units h0:h1: prefetch the next batch's rows nxt, then dz1, then the layer-2 and layer-1
-    updates of this part's own weights (W2t columns, W1t rows), the latter prefetching the
-    next batch's rows nxt as it goes. acc (>= 4, max(D, H))."""
-    _hidden_backward_part(dz2, W2t, z1, a1, act, dz1, n, h0, h1)
-    _layer2_update_part(dz2, a1, lr, W2t, acc[0], n, h0, h1)
-    _layer1_update_part(dz1, X, rows, n, nxt, lr, W1t, b1, acc, h0, h1)
+def _copy_rows(X, nxt, i0, i1, xn):
+    """xn[i] = X[nxt[i]] for i in [i0, i1): a share of the next batch, made contiguous."""
+    for i in range(i0, i1):
+        src, dst = X[nxt[i]], xn[i]
+        for c in range(X.shape[1]):
+            dst[c] = src[c]
 
 
 @njit(inline="always")
-def step_buffers(N, H, K, D, P, dtype):
-    """A step's work arrays: z1, a1, dz1 (N, H), z2, dz2 (N, K), the parts' partial logits
-    zp (P, N, K) and their private weight-gradient rows acc (P, 4, max(D, H))."""
-    return (np.empty((N, H), dtype), np.empty((N, H), dtype), np.empty((N, H), dtype),
-            np.empty((N, K), dtype), np.empty((N, K), dtype), np.empty((P, N, K), dtype),
-            np.empty((P, 5, max(D, H)), dtype))
+def _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2, lr, P, p,
+                   j0, j1):
+    """Part p's share of the backward pass and the SGD update (region 2), for panels j0:j1:
+    dz1, the layer-2 and layer-1 updates of this part's own weights (W2p columns, W1p
+    panels), the latter prefetching this part's share of the next batch's rows nxt, which
+    it then copies into xn (the next step's batch)."""
+    i0, i1 = part_bounds(nxt.shape[0], P, p)
+    _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1)
+    _layer2_update_part(dz2, a1, lr, W2p, g2, n, j0, j1)
+    _layer1_update_part(dz1, xb, n, X, nxt[i0:i1], lr, W1p, b1, j0, j1)
+    _copy_rows(X, nxt, i0, i1, xn)
 
 
 @njit(inline="always")
-def _parts(P, H):
-    return max(1, min(P, H))
+def step_buffers(N, P1, NB, K, P, dtype):
+    """A step's work arrays: z1, a1, dz1 (P1, N, NB), z2, dz2 (N, K), the parts' partial
+    logits zp (P, N, K) and their layer-2 gradient rows g2 (P, NB)."""
+    return (np.empty((P1, N, NB), dtype), np.empty((P1, N, NB), dtype),
+            np.empty((P1, N, NB), dtype), np.empty((N, K), dtype), np.empty((N, K), dtype),
+            np.empty((P, N, K), dtype), np.empty((P, NB), dtype))
 
 
 @njit(inline="always")
-def _forward(X, rows, n, y, W1t, b1, W2t, b2, act, P, z1, a1, z2, dz2, zp):
-    """The forward pass on X[rows[:n]]: region 1 (every part's hidden slice and partial
-    logits), then the logits, softmax-CE and dz2 on one thread. Returns the mean loss."""
-    H = W1t.shape[0]
+def _parts(P, P1):
+    """The parts that run: P clamped to 1..P1 (a part owns at least one panel)."""
+    return max(1, min(P, P1))
+
+
+@njit(inline="always")
+def _forward(xb, n, y, W1p, b1, W2p, b2, act, P, z1, a1, z2, dz2, zp):
+    """The forward pass on xb[:n]: region 1 (every part's panels and partial logits), then
+    the logits, softmax-CE and dz2 on one thread. Returns the mean loss."""
+    P1 = W1p.shape[0]
     for p in prange(P):
-        h0, h1 = part_bounds(H, P, p)
-        _forward_part(X, rows, n, W1t, b1, W2t, act, z1, a1, zp[p], h0, h1)
+        j0, j1 = part_bounds(P1, P, p)
+        _forward_part(xb, n, W1p, b1, W2p, act, z1, a1, zp[p], j0, j1)
     return _softmax_ce(zp, P, n, b2, y, z2, dz2)
 
 
 @njit(inline="always")
-def _train_step(X, rows, n, y, nxt, W1t, b1, W2t, b2, lr, act, P, bufs):
-    """One fused SGD step on the samples X[rows[:n]], weights updated in place; returns the
-    loss. Two parallel regions: the forward (split by hidden units), then, after the
-    one-thread softmax-CE and b2 update, every part's backward and update of its own hidden
-    units' weights (W1t rows, W2t columns), while prefetching the next batch nxt."""
-    z1, a1, dz1, z2, dz2, zp, acc = bufs
-    H = W1t.shape[0]
-    loss = _forward(X, rows, n, y, W1t, b1, W2t, b2, act, P, z1, a1, z2, dz2, zp)
+def _train_step(xb, n, y, X, nxt, xn, W1p, b1, W2p, b2, lr, act, P, bufs):
+    """One fused SGD step on the contiguous batch xb[:n], weights updated in place; returns
+    the loss. Two parallel regions: the forward (split by panels), then, after the
+    one-thread softmax-CE and b2 update, every part's backward and update of its own
+    panels' weights (W1p panels, W2p columns), while prefetching the next batch X[nxt] and
+    copying it into xn (nxt may be empty)."""
+    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    P1 = W1p.shape[0]
+    loss = _forward(xb, n, y, W1p, b1, W2p, b2, act, P, z1, a1, z2, dz2, zp)
     _bias2_update(dz2, n, lr, b2)
     for p in prange(P):
-        h0, h1 = part_bounds(H, P, p)
-        _backward_part(X, rows, n, nxt[p::P], W1t, b1, W2t, act, z1, a1, dz2, dz1, acc[p], lr,
-                       h0, h1)
+        j0, j1 = part_bounds(P1, P, p)
+        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr, P,
+                       p, j0, j1)
     return loss
 
 
 @njit(inline="always")
-def _one_step(x, y, W1t, b1, W2t, b2, lr, act, P):
-    N, D = x.shape
-    H, K = W1t.shape[0], W2t.shape[0]
-    P = _parts(P, H)
-    rows = np.arange(N)
-    bufs = step_buffers(N, H, K, D, P, x.dtype)
-    return _train_step(x, rows, N, y, rows[:0], W1t, b1, W2t, b2, lr, act, P, bufs)
-
-
-@njit(inline="always")
-def _one_forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2, P):
+def _one_step(x, y, W1p, b1, W2p, b2, lr, act, P):
     N = x.shape[0]
-    P = _parts(P, W1t.shape[0])
-    zp = np.empty((P, N, W2t.shape[0]), x.dtype)
-    return _forward(x, np.arange(N), N, y, W1t, b1, W2t, b2, act, P, z1, a1, z2, dz2, zp)
+    P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
+    P = _parts(P, P1)
+    bufs = step_buffers(N, P1, NB, K, P, x.dtype)
+    none = np.empty(0, np.int64)
+    return _train_step(x, N, y, x, none, x, W1p, b1, W2p, b2, lr, act, P, bufs)
 
 
 @njit(inline="always")
-def _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, P):
+def _one_forward(x, y, W1p, b1, W2p, b2, act, z1, a1, z2, dz2, P):
+    N = x.shape[0]
+    P = _parts(P, W1p.shape[0])
+    zp = np.empty((P, N, W2p.shape[0]), x.dtype)
+    return _forward(x, N, y, W1p, b1, W2p, b2, act, P, z1, a1, z2, dz2, zp)
+
+
+@njit(inline="always")
+def _copy_first_batch(X, order, batch_size, P, xb):
+    """xb[0] = X[order[:batch_size]], copied by P parts. xb (2, B, D): the epoch's two batch
+    buffers (step t reads xb[t % 2] and fills the other with the next batch)."""
+    m = min(batch_size, order.shape[0])
+    for p in prange(P):
+        i0, i1 = part_bounds(m, P, p)
+        _copy_rows(X, order, i0, i1, xb[0])
+
+
+@njit(inline="always")
+def _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P):
     S, D = order.shape[0], X.shape[1]  # the epoch is the order, which may not cover all of X
-    H, K = W1t.shape[0], W2t.shape[0]
-    P = _parts(P, H)
-    bufs = step_buffers(batch_size, H, K, D, P, X.dtype)
+    P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
+    P = _parts(P, P1)
+    bufs = step_buffers(batch_size, P1, NB, K, P, X.dtype)
+    xb = np.empty((2, batch_size, D), X.dtype)
+    _copy_first_batch(X, order, batch_size, P, xb)
     yb = np.empty(batch_size, np.int64)
     step = 0
     for start in range(0, S, batch_size):
         n = min(batch_size, S - start)
-        rows = order[start:start + n]
         for i in range(n):
-            yb[i] = Y[rows[i]]
+            yb[i] = Y[order[start + i]]
         nxt = order[start + n:min(start + n + batch_size, S)]
-        losses[step] = _train_step(X, rows, n, yb, nxt, W1t, b1, W2t, b2, lr, act, P, bufs)
+        losses[step] = _train_step(xb[step % 2], n, yb, X, nxt, xb[(step + 1) % 2], W1p, b1,
+                                   W2p, b2, lr, act, P, bufs)
         step += 1
 
 
 # The compiled entry points, each in a threaded and a serial build (separate functions, so
 # their on-disk cache entries never mix). Below numba_cpu.PARALLEL_MIN_ROWS samples a thread
 # hand-off costs more than the work it shares: callers pick with `pick(n)`.
+# Shapes for all: W1p (P1, D, NB) from pack_w1; b1 (H,); W2p (K, Hp) from pad_w2; b2 (K,);
+# act RELU/SIGMOID; parts: panel groups (the threads, from `pick`; clamped to 1..P1).
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
-def train_step(x, y, W1t, b1, W2t, b2, lr, act, parts):
+def train_step(x, y, W1p, b1, W2p, b2, lr, act, parts):
     """One fused SGD step on a batch, weights updated in place; returns the loss.
 
-    x (N, D) float32 or float64; y (N,) int64; W1t (H, D); b1 (H,); W2t (K, H); b2 (K,);
-    act RELU/SIGMOID; parts: hidden-unit slices (the threads, from `pick`; clamped to H).
+    x (N, D) float32 or float64, C-contiguous; y (N,) int64; weights as above.
     """
-    return _one_step(x, y, W1t, b1, W2t, b2, lr, act, parts)
+    return _one_step(x, y, W1p, b1, W2p, b2, lr, act, parts)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
-def train_step_serial(x, y, W1t, b1, W2t, b2, lr, act, parts):
+def train_step_serial(x, y, W1p, b1, W2p, b2, lr, act, parts):
     """train_step on one thread (its parts run one after another)."""
-    return _one_step(x, y, W1t, b1, W2t, b2, lr, act, parts)
+    return _one_step(x, y, W1p, b1, W2p, b2, lr, act, parts)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
-def forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2, parts):
+def forward(x, y, W1p, b1, W2p, b2, act, z1, a1, z2, dz2, parts):
     """The fused forward alone: hidden layer, then output + softmax-CE. Returns the loss;
-    z1, a1 (N, H), z2, dz2 (N, K) overwritten."""
-    return _one_forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2, parts)
+    z1, a1 (P1, N, NB), z2, dz2 (N, K) overwritten."""
+    return _one_forward(x, y, W1p, b1, W2p, b2, act, z1, a1, z2, dz2, parts)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
-def forward_serial(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2, parts):
+def forward_serial(x, y, W1p, b1, W2p, b2, act, z1, a1, z2, dz2, parts):
     """forward on one thread."""
-    return _one_forward(x, y, W1t, b1, W2t, b2, act, z1, a1, z2, dz2, parts)
+    return _one_forward(x, y, W1p, b1, W2p, b2, act, z1, a1, z2, dz2, parts)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE, parallel=True)
-def train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts):
+def train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts):
     """One epoch in compiled code: batches are consecutive slices of `order`, the last one
     partial, exactly like implementations.experiment.epoch_batches.
 
     X (S, D) float32 or float64; Y (S,) int64; order (M,) sample indices, M <= S (a
-    permutation of range(S) for a full epoch); losses (ceil(M/B),) overwritten; parts as
-    in train_step.
+    permutation of range(S) for a full epoch); losses (ceil(M/B),) overwritten; weights and
+    parts as above.
     """
-    _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses,
-                 parts)
+    _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts)
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
-def train_epoch_serial(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts):
+def train_epoch_serial(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts):
     """train_epoch on one thread."""
-    _train_epoch(X, Y, order, batch_size, W1t, b1, W2t, b2, lr, act, losses, parts)
+    _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts)
 
 
 def pick(n: int):
     """The entry points (train_step, forward, train_epoch) for batches of n samples, and the
-    `parts` to pass them: the threaded build with one hidden-unit slice per Numba thread, or
-    the serial build with one slice."""
+    `parts` to pass them: the threaded build with one panel group per Numba thread, or the
+    serial build with one group."""
     if n >= PARALLEL_MIN_ROWS:
         return train_step, forward, train_epoch, numba.get_num_threads()
     return train_step_serial, forward_serial, train_epoch_serial, 1

@@ -40,13 +40,14 @@ def test_unwritable_folder_is_reported(tmp_path):
 def _fused_forward_z1(pkg: Path, cache: Path) -> str:
     """z1[0, 0] of the fused forward, computed in a fresh process from the kernels in pkg."""
     code = ("import numpy as np; from kernels import numba_fused as nf; "
-            "x = np.ones((3, 5), np.float32); W1t = np.ones((4, 5), np.float32); "
-            "b1 = np.zeros(4, np.float32); W2t = np.ones((2, 4), np.float32); "
-            "b2 = np.zeros(2, np.float32); y = np.zeros(3, np.int64); "
-            "z1 = np.empty((3, 4), np.float32); a1 = np.empty_like(z1); "
-            "z2 = np.empty((3, 2), np.float32); dz2 = np.empty_like(z2); "
-            "nf.forward_serial(x, y, W1t, b1, W2t, b2, nf.RELU, z1, a1, z2, dz2, 1); "
-            "print(z1[0, 0])")
+            "x = np.ones((3, 5), np.float32); W1 = np.ones((5, 4), np.float32); "
+            "W1p = nf.pack_w1(W1, np.float32); W2p = nf.pad_w2(np.ones((4, 2)), np.float32); "
+            "b1 = np.zeros(4, np.float32); b2 = np.zeros(2, np.float32); "
+            "y = np.zeros(3, np.int64); z1 = np.empty((1, 3, W1p.shape[2]), np.float32); "
+            "a1 = np.empty_like(z1); z2 = np.empty((3, 2), np.float32); "
+            "dz2 = np.empty_like(z2); "
+            "nf.forward_serial(x, y, W1p, b1, W2p, b2, nf.RELU, z1, a1, z2, dz2, 1); "
+            "print(z1[0, 0, 0])")
     env = {**os.environ, "PYTHONPATH": str(pkg), "NUMBA_CACHE_DIR": str(cache)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=300, cwd=pkg)
@@ -55,18 +56,19 @@ def _fused_forward_z1(pkg: Path, cache: Path) -> str:
 
 
 def test_editing_an_inlined_kernel_recompiles_its_callers(tmp_path):
-    """numba_fused inlines numba_cpu.dot_tile_4x4: Numba's own index (keyed by numba_fused.py
-    alone) would reload the old code after dot_tile_4x4 changed; ours must not."""
+    """numba_fused inlines intrinsics.gemm_microkernel: Numba's own index (keyed by
+    numba_fused.py alone) would reload the old code after the microkernel changed; ours must
+    not."""
     pkg = tmp_path / "pkg"
     shutil.copytree(REPO / "kernels", pkg / "kernels",
                     ignore=shutil.ignore_patterns("__pycache__"))
     cache = tmp_path / "numba-cache"
     assert _fused_forward_z1(pkg, cache) == "5.0"  # a row of 5 ones dotted with 5 ones
-    src = pkg / "kernels" / "numba_cpu.py"
+    src = pkg / "kernels" / "intrinsics.py"
     text = src.read_text()
-    old = "    return (s00, s01, s02, s03,"
+    old = "val = builder.fmul(scale, t)"  # the store of a tile that does not accumulate
     assert old in text
-    src.write_text(text.replace(old, "    return (2 * s00, s01, s02, s03,"))
+    src.write_text(text.replace(old, "val = builder.fmul(builder.fadd(scale, scale), t)"))
     assert _fused_forward_z1(pkg, cache) == "10.0"
     assert not list((pkg / "kernels").glob("__pycache__/*.nbi"))  # never the in-tree cache
 

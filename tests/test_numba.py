@@ -36,22 +36,75 @@ def test_own_matmuls_match_numpy(m, k, n):
 @pytest.mark.parametrize("n", [1, 13, 64])
 def test_fused_step_matches_unfused_composition(n, activation, threads, parts):
     """One fused step == the numba tier's op-by-op step (forward, backward, update), in both
-    the threaded and the serial build, with the hidden units split into parts of uneven
-    sizes (17 into 3: 5, 6, 6) and more parts than hidden units (40: clamped to 17)."""
-    d, h, k = 29, 17, 10
+    the threaded and the serial build, with the hidden units' panels split into parts of
+    uneven sizes (75 units: 3 panels of 32 with AVX-512, the last one mostly padding; 5 of
+    16 otherwise) and more parts than panels (40: clamped to the panels). The padding
+    stays zero."""
+    d, h, k = 29, 75, 10
     params = random_params(d, h, k, seed=n)
     x, y = random_batch(n, d, k, seed=n)
     unfused = ScratchMLP(nc, params, activation)
     ref_loss = unfused.train_step(x, y, 0.5)
-    W1t, W2t = np.ascontiguousarray(params["W1"].T), np.ascontiguousarray(params["W2"].T)
+    W1p, W2p = nf.pack_w1(params["W1"], np.float32), nf.pad_w2(params["W2"], np.float32)
     b1, b2 = params["b1"].copy(), params["b2"].copy()
     act = nf.RELU if activation == "relu" else nf.SIGMOID
     step = nf.train_step if threads == "parallel" else nf.train_step_serial
-    loss = step(x, y, W1t, b1, W2t, b2, np.float32(0.5), act, parts)
+    loss = step(x, y, W1p, b1, W2p, b2, np.float32(0.5), act, parts)
     assert_close("fused loss", loss, ref_loss)
     ref = unfused.weights()
-    for name, got in {"W1": W1t.T, "b1": b1, "W2": W2t.T, "b2": b2}.items():
+    for name, got in {"W1": nf.unpack_w1(W1p, h), "b1": b1, "W2": W2p[:, :h].T,
+                      "b2": b2}.items():
         assert_close(f"fused {name}", got, ref[name])
+    assert not W2p[:, h:].any()
+    assert not W1p.transpose(1, 0, 2).reshape(d, -1)[:, h:].any()
+
+
+def test_panels_round_trip():
+    W1 = np.random.default_rng(0).standard_normal((7, 45)).astype(np.float32)
+    for dtype in (np.float32, np.float64):
+        W1p = nf.pack_w1(W1, dtype)
+        nb = nf.panel_width(dtype)
+        assert W1p.shape == (-(-45 // nb), 7, nb) and W1p.dtype == dtype
+        np.testing.assert_array_equal(nf.unpack_w1(W1p, 45), W1.astype(dtype))
+        np.testing.assert_array_equal(W1p[1, :, 3], W1[:, nb + 3])
+        assert nf.pad_w2(W1.T, dtype).shape == (7, W1p.shape[0] * nb)  # W2 (H, K) -> (K, Hp)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_microkernel_matches_float64_at_every_tile_height(dtype):
+    """kernels.intrinsics.gemm_microkernel against a float64 product, for every tile height,
+    odd strides and offsets, reductions of 0, 1 and 37 steps, both store modes."""
+    from numba import njit
+
+    from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, gemm_microkernel
+
+    nb = PANEL_BYTES // np.dtype(dtype).itemsize
+
+    @njit
+    def tiles(m, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha, acc):
+        nf._gemm_rows(m, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha, acc)
+
+    rng = np.random.default_rng(5)
+    for m in range(1, MAX_TILE_ROWS + 10):
+        for n_r in (0, 1, 37):
+            a_sm, a_sr, b_sr, c_sm = 3, 3 * m + 2, nb + 5, nb + 3
+            A = rng.standard_normal(7 + m * a_sm + max(n_r, 1) * a_sr).astype(dtype)
+            B = rng.standard_normal((4 + max(n_r, 1) * b_sr)).astype(dtype)
+            C0 = rng.standard_normal(2 + m * c_sm + nb).astype(dtype)
+            a = np.array([[A[7 + i * a_sm + r * a_sr] for r in range(n_r)] for i in range(m)],
+                         np.float64).reshape(m, n_r)
+            b = np.array([B[4 + r * b_sr:4 + r * b_sr + nb] for r in range(n_r)],
+                         np.float64).reshape(n_r, nb)
+            t = -0.5 * (a @ b)
+            for acc in (False, True):
+                C = C0.copy()
+                tiles(m, A, 7, a_sm, a_sr, B, 4, b_sr, n_r, C, 2, c_sm, dtype(-0.5), acc)
+                want = C0.astype(np.float64).copy()
+                for i in range(m):
+                    row = slice(2 + i * c_sm, 2 + i * c_sm + nb)
+                    want[row] = want[row] + t[i] if acc else t[i]
+                assert_close(f"tile {m} x {nb}, {n_r} steps, accumulate={acc}", C, want,
+                             rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch", [8, 32])  # the serial and the threaded build
@@ -92,7 +145,7 @@ def test_instrumented_epoch_computes_the_production_epoch(build):
     parts = nf.pick(bs)[3]
     cycles = np.zeros((parts + 1, len(fp.PHASES)), np.int64)
     X, Y = inst.prepare(x, y)
-    entry(X, Y, order, bs, inst.W1t, inst.b1, inst.W2t, inst.b2, np.float32(0.1), inst.act,
+    entry(X, Y, order, bs, inst.W1p, inst.b1, inst.W2p, inst.b2, np.float32(0.1), inst.act,
           got, parts, cycles)
     assert_close("instrumented losses", got, want, rtol=1e-6, atol=1e-7)
     for name, w in inst.weights().items():
