@@ -87,7 +87,8 @@ def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C,
         C.flat[c_off + m*c_sm + j] = alpha * t[m, j]            (accumulate false)
         C.flat[c_off + m*c_sm + j] += alpha * t[m, j]           (accumulate true)
 
-    for m < M, j < NB. M is a literal int, 1..MAX_TILE_ROWS: 2*M accumulators live in
+    for m < M, j < NB. M is an int, 1..MAX_TILE_ROWS (a switch picks the code compiled for
+    that height; any other M does nothing). For each height 2*M accumulators live in
     registers for the whole loop over r; per r, two vector loads of B's row, M broadcasts of
     A, 2*M FMAs (with M = MAX_TILE_ROWS the loads fit two load ports and the FMAs keep two
     FMA units busy). The stores happen once, after the loop.
@@ -96,32 +97,30 @@ def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C,
     LLVM emits zmm code for these explicit vectors even where its loop vectorizer prefers
     256-bit ones (the "prefer-256-bit" tuning only steers the vectorizer).
     """
-    if not (isinstance(M, types.IntegerLiteral) and 1 <= M.literal_value <= MAX_TILE_ROWS):
-        return None
-    dtype = A.dtype
-    if dtype not in (types.float32, types.float64) or any(
+    dtype = getattr(A, "dtype", None)
+    if not isinstance(M, types.Integer) or dtype not in (types.float32, types.float64) or any(
             not isinstance(t, types.Array) or t.dtype != dtype or t.layout != "C"
             for t in (A, B, C)):
         return None
-    rows = M.literal_value
     width = VECTOR_BYTES // (4 if dtype == types.float32 else 8)
 
     def codegen(context, builder, signature, args):
         at = signature.args
         i64 = ir.IntType(64)
-        ints = {i: context.cast(builder, args[i], at[i], types.intp)
-                for i in (2, 3, 4, 6, 7, 8, 10, 11)}
-        a_o, a_m, a_r, b_o, b_r, count, c_o, c_m = (ints[i] for i in (2, 3, 4, 6, 7, 8, 10, 11))
+        height, a_o, a_m, a_r, b_o, b_r, count, c_o, c_m = (
+            context.cast(builder, args[i], at[i], types.intp)
+            for i in (0, 2, 3, 4, 6, 7, 8, 10, 11))
         a_data, b_data, c_data = (context.make_array(at[i])(context, builder, args[i]).data
                                   for i in (1, 5, 9))
-        fty = context.get_value_type(dtype)
-        vty = ir.VectorType(fty, width)
+        vty = ir.VectorType(context.get_value_type(dtype), width)
+        suffix = "f32" if dtype == types.float32 else "f64"
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            "llvm.fma.v%d%s" % (width, "f32" if dtype == types.float32 else "f64"))
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{width}{suffix}")
         undef = ir.Constant(vty, ir.Undefined)
         lane0 = ir.Constant(ir.IntType(32), 0)
         splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+        scale = args[12]
+        add = builder.icmp_unsigned("!=", args[13], ir.Constant(args[13].type, 0))
 
         def splat(x):
             return builder.shuffle_vector(builder.insert_element(undef, x, lane0), undef,
@@ -130,36 +129,47 @@ def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C,
         def vector_at(base, idx):
             return builder.bitcast(builder.gep(base, [idx]), vty.as_pointer())
 
-        # allocas in the entry block: LLVM's mem2reg keeps them in registers
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None))
-                for _ in range(2 * rows)]
-        with cgutils.for_range(builder, count) as loop:
-            r = loop.index
-            bi = builder.add(b_o, builder.mul(r, b_r))
-            panel = (builder.load(vector_at(b_data, bi), align=1),
-                     builder.load(vector_at(b_data, builder.add(bi, i64(width))), align=1))
-            ar = builder.add(a_o, builder.mul(r, a_r))
-            for m in range(rows):
-                a = splat(builder.load(builder.gep(a_data, [builder.add(ar, builder.mul(
-                    i64(m), a_m))])))
-                for q in range(2):
-                    acc = accs[2 * m + q]
-                    builder.store(builder.call(fma, [a, panel[q], builder.load(acc)]), acc)
-        scale = splat(args[12])
-        add = builder.icmp_unsigned("!=", args[13], ir.Constant(args[13].type, 0))
-        with builder.if_else(add) as (then, otherwise):
-            for branch, accumulate_ in ((then, True), (otherwise, False)):
-                with branch:
-                    for m in range(rows):
-                        ci = builder.add(c_o, builder.mul(i64(m), c_m))
-                        for q in range(2):
-                            ptr = vector_at(c_data, builder.add(ci, i64(q * width)))
-                            t = builder.load(accs[2 * m + q])
-                            if accumulate_:
-                                val = builder.call(fma, [scale, t, builder.load(ptr, align=1)])
-                            else:
-                                val = builder.fmul(scale, t)
-                            builder.store(val, ptr, align=1)
+        def tile(rows):
+            # allocas in the entry block: LLVM's mem2reg keeps them in registers
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None))
+                    for _ in range(2 * rows)]
+            with cgutils.for_range(builder, count) as loop:
+                r = loop.index
+                bi = builder.add(b_o, builder.mul(r, b_r))
+                panel = (builder.load(vector_at(b_data, bi), align=1),
+                         builder.load(vector_at(b_data, builder.add(bi, i64(width))), align=1))
+                ar = builder.add(a_o, builder.mul(r, a_r))
+                for m in range(rows):
+                    a = splat(builder.load(builder.gep(a_data, [builder.add(ar, builder.mul(
+                        i64(m), a_m))])))
+                    for q in range(2):
+                        acc = accs[2 * m + q]
+                        builder.store(builder.call(fma, [a, panel[q], builder.load(acc)]), acc)
+            alpha = splat(scale)
+            with builder.if_else(add) as (then, otherwise):
+                for branch, accumulate_ in ((then, True), (otherwise, False)):
+                    with branch:
+                        for m in range(rows):
+                            ci = builder.add(c_o, builder.mul(i64(m), c_m))
+                            for q in range(2):
+                                ptr = vector_at(c_data, builder.add(ci, i64(q * width)))
+                                t = builder.load(accs[2 * m + q])
+                                if accumulate_:
+                                    val = builder.call(fma, [alpha, t,
+                                                             builder.load(ptr, align=1)])
+                                else:
+                                    val = builder.fmul(alpha, t)
+                                builder.store(val, ptr, align=1)
+
+        done = builder.append_basic_block("tile.done")
+        switch = builder.switch(height, done)
+        for rows in range(1, MAX_TILE_ROWS + 1):
+            block = builder.append_basic_block(f"tile.rows{rows}")
+            switch.add_case(i64(rows), block)
+            builder.position_at_end(block)
+            tile(rows)
+            builder.branch(done)
+        builder.position_at_end(done)
         return context.get_dummy_value()
 
     sig = types.void(M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha,

@@ -89,27 +89,11 @@ def part_bounds(H, P, p):
 
 @njit(inline="always")
 def _gemm_rows(m, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm, alpha, acc):
-    """gemm_microkernel over m rows (any m >= 0): tiles of MAX_TILE_ROWS, then 8, 4, 2, 1."""
-    t = 0
-    while m - t >= MAX_TILE_ROWS:
-        gemm_microkernel(MAX_TILE_ROWS, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
-                         C, c_off + t * c_sm, c_sm, alpha, acc)
-        t += MAX_TILE_ROWS
-    if m - t >= 8:
-        gemm_microkernel(8, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
-                         C, c_off + t * c_sm, c_sm, alpha, acc)
-        t += 8
-    if m - t >= 4:
-        gemm_microkernel(4, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
-                         C, c_off + t * c_sm, c_sm, alpha, acc)
-        t += 4
-    if m - t >= 2:
-        gemm_microkernel(2, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
-                         C, c_off + t * c_sm, c_sm, alpha, acc)
-        t += 2
-    if m - t >= 1:
-        gemm_microkernel(1, A, a_off + t * a_sm, a_sm, a_sr, B, b_off, b_sr, n_r,
-                         C, c_off + t * c_sm, c_sm, alpha, acc)
+    """gemm_microkernel over m rows (any m >= 0), in tiles of MAX_TILE_ROWS rows and one
+    shorter last tile."""
+    for t in range(0, m, MAX_TILE_ROWS):
+        gemm_microkernel(min(MAX_TILE_ROWS, m - t), A, a_off + t * a_sm, a_sm, a_sr, B, b_off,
+                         b_sr, n_r, C, c_off + t * c_sm, c_sm, alpha, acc)
 
 
 @njit(inline="always")

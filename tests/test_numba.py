@@ -76,7 +76,7 @@ def test_gemm_microkernel_matches_float64_at_every_tile_height(dtype):
     odd strides and offsets, reductions of 0, 1 and 37 steps, both store modes."""
     from numba import njit
 
-    from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, gemm_microkernel
+    from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES
 
     nb = PANEL_BYTES // np.dtype(dtype).itemsize
 
@@ -89,7 +89,7 @@ def test_gemm_microkernel_matches_float64_at_every_tile_height(dtype):
         for n_r in (0, 1, 37):
             a_sm, a_sr, b_sr, c_sm = 3, 3 * m + 2, nb + 5, nb + 3
             A = rng.standard_normal(7 + m * a_sm + max(n_r, 1) * a_sr).astype(dtype)
-            B = rng.standard_normal((4 + max(n_r, 1) * b_sr)).astype(dtype)
+            B = rng.standard_normal(4 + max(n_r, 1) * b_sr).astype(dtype)
             C0 = rng.standard_normal(2 + m * c_sm + nb).astype(dtype)
             a = np.array([[A[7 + i * a_sm + r * a_sr] for r in range(n_r)] for i in range(m)],
                          np.float64).reshape(m, n_r)
