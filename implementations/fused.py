@@ -42,7 +42,7 @@ class NumbaFusedMLP(Model):
 
     def forward(self, x, y):
         n, (p1, _, nb), k = x.shape[0], self.W1p.shape, self.W2p.shape[0]
-        z1, a1 = np.empty((p1, n, nb), self.dtype), np.empty((p1, n, nb), self.dtype)
+        z1, a1 = (nf.aligned_zeros((p1, n, nb), self.dtype) for _ in range(2))
         z2, dz2 = np.empty((n, k), self.dtype), np.empty((n, k), self.dtype)
         _, forward, _, parts = nf.pick(n)
         with self.clock("forward"):

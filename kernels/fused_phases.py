@@ -27,6 +27,7 @@ from kernels.numba_fused import (
     _bias2_update,
     _copy_first_batch,
     _copy_rows,
+    _empty_aligned,
     _hidden_backward_part,
     _hidden_part,
     _layer1_update_part,
@@ -57,7 +58,7 @@ def _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P,
     P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
     P = _parts(P, P1)
     z1, a1, dz1, z2, dz2, zp, g2 = step_buffers(batch_size, P1, NB, K, P, X.dtype)
-    xbuf = np.empty((2, batch_size, D), X.dtype)
+    xbuf = _empty_aligned(2 * batch_size * D, X.dtype).reshape((2, batch_size, D))
     _copy_first_batch(X, order, batch_size, P, xbuf)
     yb = np.empty(batch_size, np.int64)
     step = 0

@@ -4,6 +4,7 @@
 - `prefetch(X, r, c)`: a read prefetch of the cache line holding X[r, c] into every cache
   level (llvm.prefetch, read, locality 3, data); a hint, never a fault, whatever the index
   (the address is only computed, not checked). X is a 2-D C-contiguous array.
+- `address(a)`: the address of an array's first element (int), for alignment.
 - `gemm_microkernel(M, A, ...)`: an M x NB tile of C += alpha * A @ B kept in vector
   registers over the whole reduction (below), the core of numba_fused's two big products.
 """
@@ -46,6 +47,19 @@ def prefetch(typingctx, X, r, c):
         return context.get_dummy_value()
 
     return types.void(X, r, c), codegen
+
+
+@intrinsic
+def address(typingctx, a):
+    """The address of array a's first element, as an int (intp)."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, context.get_value_type(types.intp))
+
+    return types.intp(a), codegen
 
 
 # -- the register-blocked GEMM microkernel ----------------------------------------------------

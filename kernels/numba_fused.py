@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._jit import CACHE, FMA_REASSOC
-from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, gemm_microkernel, prefetch
+from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, address, gemm_microkernel, prefetch
 from kernels.numba_cpu import PARALLEL_MIN_ROWS
 
 # The helpers are inlined (Numba IR level) into the compiled entry points below, which are
@@ -46,6 +46,7 @@ from kernels.numba_cpu import PARALLEL_MIN_ROWS
 # The entry points use {"contract", "reassoc"} so the small loops vectorize.
 
 RELU, SIGMOID = 0, 1
+LINE = 64  # bytes per cache line: the panels, work arrays and batch buffers start on one
 WGRAD_INPUTS = 4 * MAX_TILE_ROWS  # inputs per block of the weight gradient (one prefetch share)
 WGRAD_SAMPLES = 256  # samples per pass of the weight gradient: its strip of X stays in L1
 
@@ -55,14 +56,27 @@ def panel_width(dtype) -> int:
     return PANEL_BYTES // np.dtype(dtype).itemsize
 
 
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """A C-contiguous zero array whose first element starts a cache line (LINE bytes): a
+    panel row (2 vectors) is then 2 whole lines, and no vector load splits across two."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buf = np.zeros(size + LINE // dtype.itemsize, dtype)
+    start = (-buf.ctypes.data % LINE) // dtype.itemsize
+    return buf[start:start + size].reshape(shape)
+
+
 def pack_w1(W1: np.ndarray, dtype) -> np.ndarray:
-    """W1 (D, H) -> W1p (P1, D, NB) in `dtype`: panel j = W1[:, j*NB:(j+1)*NB], zero past H."""
+    """W1 (D, H) -> W1p (P1, D, NB) in `dtype`, line-aligned: panel j = W1[:, j*NB:(j+1)*NB],
+    zero past H."""
     D, H = W1.shape
     nb = panel_width(dtype)
     p1 = -(-H // nb)
     padded = np.zeros((D, p1 * nb), dtype)
     padded[:, :H] = W1
-    return np.ascontiguousarray(padded.reshape(D, p1, nb).transpose(1, 0, 2))
+    out = aligned_zeros((p1, D, nb), dtype)
+    out[:] = padded.reshape(D, p1, nb).transpose(1, 0, 2)
+    return out
 
 
 def unpack_w1(W1p: np.ndarray, H: int) -> np.ndarray:
@@ -307,11 +321,22 @@ def _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2, l
 
 
 @njit(inline="always")
+def _empty_aligned(size, dtype):
+    """An uninitialized 1-D array of `size` items starting on a cache line (LINE bytes)."""
+    buf = np.empty(size + LINE, dtype)
+    start = (-address(buf) % LINE) // buf.itemsize
+    return buf[start:start + size]
+
+
+@njit(inline="always")
 def step_buffers(N, P1, NB, K, P, dtype):
-    """A step's work arrays: z1, a1, dz1 (P1, N, NB), z2, dz2 (N, K), the parts' partial
-    logits zp (P, N, K) and their layer-2 gradient rows g2 (P, NB)."""
-    return (np.empty((P1, N, NB), dtype), np.empty((P1, N, NB), dtype),
-            np.empty((P1, N, NB), dtype), np.empty((N, K), dtype), np.empty((N, K), dtype),
+    """A step's work arrays: z1, a1, dz1 (P1, N, NB), line-aligned, z2, dz2 (N, K), the
+    parts' partial logits zp (P, N, K) and their layer-2 gradient rows g2 (P, NB)."""
+    size = P1 * N * NB
+    return (_empty_aligned(size, dtype).reshape((P1, N, NB)),
+            _empty_aligned(size, dtype).reshape((P1, N, NB)),
+            _empty_aligned(size, dtype).reshape((P1, N, NB)),
+            np.empty((N, K), dtype), np.empty((N, K), dtype),
             np.empty((P, N, K), dtype), np.empty((P, NB), dtype))
 
 
@@ -384,7 +409,7 @@ def _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P):
     P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
     P = _parts(P, P1)
     bufs = step_buffers(batch_size, P1, NB, K, P, X.dtype)
-    xb = np.empty((2, batch_size, D), X.dtype)
+    xb = _empty_aligned(2 * batch_size * D, X.dtype).reshape((2, batch_size, D))
     _copy_first_batch(X, order, batch_size, P, xb)
     yb = np.empty(batch_size, np.int64)
     step = 0
