@@ -66,9 +66,9 @@ def test_editing_an_inlined_kernel_recompiles_its_callers(tmp_path):
     assert _fused_forward_z1(pkg, cache) == "5.0"  # a row of 5 ones dotted with 5 ones
     src = pkg / "kernels" / "intrinsics.py"
     text = src.read_text()
-    old = "val = builder.fmul(scale, t)"  # the store of a tile that does not accumulate
+    old = "val = builder.fmul(alpha, t)"  # the store of a tile that does not accumulate
     assert old in text
-    src.write_text(text.replace(old, "val = builder.fmul(builder.fadd(scale, scale), t)"))
+    src.write_text(text.replace(old, "val = builder.fmul(builder.fadd(alpha, alpha), t)"))
     assert _fused_forward_z1(pkg, cache) == "10.0"
     assert not list((pkg / "kernels").glob("__pycache__/*.nbi"))  # never the in-tree cache
 
