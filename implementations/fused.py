@@ -1,10 +1,20 @@
 """The `numba-fused` model: one compiled function per train step and per epoch."""
 
+import warnings
+from functools import cache
+
+import numba
 import numpy as np
 
 from implementations.model import Model
 from implementations.validation import check_activation
 from kernels import numba_fused as nf
+
+
+@cache
+def warn_once(message: str) -> None:
+    """A RuntimeWarning, once per process for each message."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class NumbaFusedMLP(Model):
@@ -64,8 +74,13 @@ class NumbaFusedMLP(Model):
             raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
         _, _, epoch, parts = nf.pick(batch_size)
-        epoch(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2, self.dtype.type(lr),
-              self.act, losses, parts)
+        one_region = epoch(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
+                           self.dtype.type(lr), self.act, losses, parts)
+        if epoch is nf.train_epoch and not one_region:
+            warn_once(f"numba-fused: the {parts} threads of Numba's {numba.threading_layer()} "
+                      "threading layer did not all run at once, so the epoch ran as two "
+                      "parallel regions per step instead of one region (slower; the same "
+                      "results)")
         return losses
 
     def predict(self, x):
@@ -110,8 +125,12 @@ class NumbaFusedMLP(Model):
         losses = np.empty(steps, np.float64)
 
         def instrumented():
-            entry(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
-                  self.dtype.type(lr), self.act, losses, parts, cycles)
+            if not entry(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
+                         self.dtype.type(lr), self.act, losses, parts, cycles):
+                raise RuntimeError(
+                    f"numba-fused's instrumented epoch needs its {parts} parts running at "
+                    f"once, and Numba's {numba.threading_layer()} threading layer did not run "
+                    "them so; set NUMBA_THREADING_LAYER=omp (or workqueue) to profile it")
 
         def production():
             self.train_epoch(X, Y, batches, lr)
@@ -136,5 +155,6 @@ class NumbaFusedMLP(Model):
         return {"phases_ms": {p: 1e3 * s / steps for p, s in seconds.items()},
                 "step_ms": 1e3 * production_s, "instrumented_step_ms": 1e3 * instrumented_s,
                 "handoff_us": 1e6 * fp.handoff_seconds(),
-                "parallel_regions_per_step": fp.PARALLEL_PHASES if parallel else 0,
+                "parallel_regions_per_step": 0, "regions_per_epoch": 1 if parallel else 0,
+                "barriers_per_step": nf.BARRIERS_PER_STEP if parallel else 0,
                 "parts": parts, "threads": threads}

@@ -5,6 +5,9 @@
   level (llvm.prefetch, read, locality 3, data); a hint, never a fault, whatever the index
   (the address is only computed, not checked). X is a 2-D C-contiguous array.
 - `address(a)`: the address of an array's first element (int), for alignment.
+- `atomic_add(a, i, v)`, `atomic_load(a, i)`, `compare_swap(a, i, old, new)` on an int64
+  array (sequentially consistent), and `pause()` (the x86 spin-wait hint): what the
+  fused epoch's thread barrier is made of.
 - `gemm_microkernel(M, A, ...)`: an M x NB tile of C += alpha * A @ B kept in vector
   registers over the whole reduction (below), the core of numba_fused's two big products.
 """
@@ -60,6 +63,78 @@ def address(typingctx, a):
         return builder.ptrtoint(data, context.get_value_type(types.intp))
 
     return types.intp(a), codegen
+
+
+def _int64_slot(context, builder, signature, args):
+    """A pointer to a[i] of a 1-D int64 array (no bounds check)."""
+    ary = context.make_array(signature.args[0])(context, builder, args[0])
+    i = context.cast(builder, args[1], signature.args[1], types.intp)
+    return builder.gep(ary.data, [i])
+
+
+def _is_int64_vector(a):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.int64
+
+
+@intrinsic
+def atomic_add(typingctx, a, i, v):
+    """a[i] += v atomically (sequentially consistent); returns the old a[i]. a: 1-D int64."""
+    if not _is_int64_vector(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v_ = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", _int64_slot(context, builder, signature, args), v_,
+                                  "seq_cst")
+
+    return types.int64(a, i, v), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, a, i):
+    """a[i], read atomically (sequentially consistent). a: 1-D int64."""
+    if not _is_int64_vector(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_int64_slot(context, builder, signature, args), "seq_cst",
+                                   8)
+
+    return types.int64(a, i), codegen
+
+
+@intrinsic
+def compare_swap(typingctx, a, i, old, new):
+    """If a[i] == old, set a[i] = new, atomically; returns whether it did. a: 1-D int64."""
+    if not _is_int64_vector(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        old_, new_ = (context.cast(builder, args[k], signature.args[k], types.int64)
+                      for k in (2, 3))
+        pair = builder.cmpxchg(_int64_slot(context, builder, signature, args), old_, new_,
+                               "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(a, i, old, new), codegen
+
+
+@intrinsic
+def pause(typingctx):
+    """The spin-wait hint (x86 `pause`: lets the core's sibling run, saves power); nothing
+    on other CPUs."""
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+    def codegen(context, builder, signature, args):
+        if x86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 # -- the register-blocked GEMM microkernel ----------------------------------------------------

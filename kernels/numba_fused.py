@@ -5,18 +5,23 @@ register-blocked GEMM microkernel (kernels.intrinsics.gemm_microkernel), and the
 split by hidden units. The hidden units live in panels of NB = panel_width(dtype) columns
 (32 float32, 16 float64 with AVX-512): W1p (P1, D, NB) holds panel j's weights
 W1[:, j*NB:(j+1)*NB] contiguously, zero past H, and z1, a1, dz1 are (P1, N, NB) the same way.
-A step runs `parts` groups of panels (one per thread; `pick` says how many) in two parallel
-regions:
+A step runs `parts` groups of panels (one per thread; `pick` says how many):
 
 1. every part computes z1 = xb @ W1 + b1 and a1 = act(z1) for its own panels (tiles of 12
    samples x NB units held in registers over all D inputs), then its share of the logits;
-2. one thread sums the shares, runs softmax + cross-entropy with its gradient and updates
-   b2;
+2. the parts' shares are summed, softmax + cross-entropy and its gradient computed, and b2
+   updated;
 3. every part computes dz1 for its own panels, updates its own W2 columns, then its own W1
    panels with the SGD step fused into the weight gradient (tiles of 12 inputs x NB units
    summed over the samples in registers and subtracted from W1p at once: no dW is ever
    stored), prefetching its share of the next batch's rows of X as it goes and copying
    them, last, into the next step's contiguous batch buffer.
+
+The threaded epoch is one parallel region (_train_epoch_one_region): the parts meet at
+three spin barriers per step (after 1; after 2, which they split by samples; before the
+next step), instead of forking and joining Numba parallel regions. Where its parts cannot
+all run at once it falls back to the loop of steps, each step two parallel regions (1, then
+3) around step 2 on one thread, which is also what train_step runs.
 
 Each thread thus reads and writes the same weight panels in both regions, and they stay in
 its own core's cache from step to step; only the batch (read-only), the small logits and
@@ -37,7 +42,18 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._jit import CACHE, FMA_REASSOC
-from kernels.intrinsics import MAX_TILE_ROWS, PANEL_BYTES, address, gemm_microkernel, prefetch
+from kernels.intrinsics import (
+    MAX_TILE_ROWS,
+    PANEL_BYTES,
+    address,
+    atomic_add,
+    atomic_load,
+    compare_swap,
+    cycles,
+    gemm_microkernel,
+    pause,
+    prefetch,
+)
 from kernels.numba_cpu import PARALLEL_MIN_ROWS
 
 # The helpers are inlined (Numba IR level) into the compiled entry points below, which are
@@ -49,6 +65,11 @@ RELU, SIGMOID = 0, 1
 LINE = 64  # bytes per cache line: the panels, work arrays and batch buffers start on one
 WGRAD_INPUTS = 4 * MAX_TILE_ROWS  # inputs per block of the weight gradient (one prefetch share)
 WGRAD_SAMPLES = 256  # samples per pass of the weight gradient: its strip of X stays in L1
+# how long (cycle-counter ticks: ~0.1 s at 3 GHz) a part of the one-region epoch waits for
+# the others to start before the epoch falls back to two parallel regions per step
+RENDEZVOUS_TICKS = 300_000_000
+ABORTED = 1 << 40  # added to the rendezvous count by the part that gave up
+BARRIERS_PER_STEP = 3  # in the one-region epoch (_epoch_part)
 
 
 def panel_width(dtype) -> int:
@@ -171,14 +192,15 @@ def _forward_part(xb, n, W1p, b1, W2p, act, z1, a1, zp, j0, j1):
 
 
 @njit(inline="always")
-def _softmax_ce(zp, P, n, b2, y, z2, dz2):
-    """z2 = the parts' logits summed + b2, then softmax + mean cross-entropy and its gradient
-    in one pass. zp (P, >= n, K) partial logits; b2 (K,); y (>= n,) labels; z2, dz2
-    (>= n, K) overwritten (dz2 = (softmax - onehot) / n). Returns the mean loss."""
+def _softmax_ce_rows(zp, P, i0, i1, n, b2, y, z2, dz2):
+    """Rows [i0, i1) of the output layer: z2 = the parts' logits summed + b2, then softmax
+    + cross-entropy and its gradient in one pass. zp (P, >= n, K) partial logits; b2 (K,);
+    y (>= n,) labels; z2, dz2 (>= n, K), rows i0:i1 overwritten (dz2 = (softmax - onehot)
+    / n, n the batch). Returns the rows' summed loss (float64)."""
     K = b2.shape[0]
     inv_n = 1.0 / n
     loss = 0.0
-    for i in range(n):
+    for i in range(i0, i1):
         m = -np.inf
         for k in range(K):
             s = b2[k]
@@ -196,7 +218,13 @@ def _softmax_ce(zp, P, n, b2, y, z2, dz2):
         for k in range(K):
             dz2[i, k] *= scale
         dz2[i, y[i]] -= inv_n
-    return loss * inv_n
+    return loss
+
+
+@njit(inline="always")
+def _softmax_ce(zp, P, n, b2, y, z2, dz2):
+    """_softmax_ce_rows over the whole batch; returns the mean loss."""
+    return _softmax_ce_rows(zp, P, 0, n, n, b2, y, z2, dz2) * (1.0 / n)
 
 
 @njit(inline="always")
@@ -404,23 +432,129 @@ def _copy_first_batch(X, order, batch_size, P, xb):
 
 
 @njit(inline="always")
-def _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P):
-    S, D = order.shape[0], X.shape[1]  # the epoch is the order, which may not cover all of X
+def epoch_setup(X, order, batch_size, W1p, W2p, P):
+    """What an epoch allocates once: the parts that run (P clamped, _parts), the step
+    buffers, the two batch buffers xbuf (2, B, D) with the first batch copied in (step t
+    reads xbuf[t % 2] and fills the other) and the labels yb (B,)."""
+    D = X.shape[1]
     P1, NB, K = W1p.shape[0], W1p.shape[2], W2p.shape[0]
     P = _parts(P, P1)
     bufs = step_buffers(batch_size, P1, NB, K, P, X.dtype)
-    xb = _empty_aligned(2 * batch_size * D, X.dtype).reshape((2, batch_size, D))
-    _copy_first_batch(X, order, batch_size, P, xb)
-    yb = np.empty(batch_size, np.int64)
+    xbuf = _empty_aligned(2 * batch_size * D, X.dtype).reshape((2, batch_size, D))
+    _copy_first_batch(X, order, batch_size, P, xbuf)
+    return P, bufs, xbuf, np.empty(batch_size, np.int64)
+
+
+@njit(inline="always")
+def step_batch(Y, order, start, batch_size, step, xbuf, yb, i0, i1):
+    """A step's batch: its size n, the labels of its rows [i0, i1) into yb, the next
+    batch's sample indices nxt, and the batch buffers to read (xb) and fill (xn)."""
+    S = order.shape[0]  # the epoch is the order, which may not cover all of X
+    n = min(batch_size, S - start)
+    for i in range(i0, min(i1, n)):
+        yb[i] = Y[order[start + i]]
+    nxt = order[start + n:min(start + n + batch_size, S)]
+    return n, nxt, xbuf[step % 2], xbuf[(step + 1) % 2]
+
+
+@njit(inline="always")
+def _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P):
+    P, bufs, xbuf, yb = epoch_setup(X, order, batch_size, W1p, W2p, P)
     step = 0
-    for start in range(0, S, batch_size):
-        n = min(batch_size, S - start)
-        for i in range(n):
-            yb[i] = Y[order[start + i]]
-        nxt = order[start + n:min(start + n + batch_size, S)]
-        losses[step] = _train_step(xb[step % 2], n, yb, X, nxt, xb[(step + 1) % 2], W1p, b1,
-                                   W2p, b2, lr, act, P, bufs)
+    for start in range(0, order.shape[0], batch_size):
+        n, nxt, xb, xn = step_batch(Y, order, start, batch_size, step, xbuf, yb, 0,
+                                    batch_size)
+        losses[step] = _train_step(xb, n, yb, X, nxt, xn, W1p, b1, W2p, b2, lr, act, P, bufs)
         step += 1
+
+
+@njit(inline="always")
+def _rendezvous(sync, P):
+    """Whether all P parts are running at once. Each part arrives (sync[0] += 1) and waits
+    for the rest up to RENDEZVOUS_TICKS; a part that gives up swaps the count it saw for
+    ABORTED + count, which only succeeds while some part is still missing, so every part,
+    early or late, gets the same answer. sync (>= 3,) int64, zeros."""
+    atomic_add(sync, 0, 1)
+    t0 = cycles()
+    while True:
+        seen = atomic_load(sync, 0)
+        if seen >= ABORTED:
+            return False
+        if seen >= P:
+            return True
+        if cycles() - t0 > RENDEZVOUS_TICKS and compare_swap(sync, 0, seen, ABORTED + seen):
+            return False
+        pause()
+
+
+@njit(inline="always")
+def _barrier(sync, P):
+    """Wait until all P running parts get here: a counting barrier (sync[1] arrivals) whose
+    last arrival resets the count and starts the next generation (sync[2]), which the
+    others spin on. Only after _rendezvous said all parts run at once."""
+    generation = atomic_load(sync, 2)
+    if atomic_add(sync, 1, 1) == P - 1:
+        atomic_add(sync, 1, -P)
+        atomic_add(sync, 2, 1)
+    else:
+        while atomic_load(sync, 2) == generation:
+            pause()
+
+
+@njit(inline="always")
+def _output_update(sums, P, dz2, n, lr, b2):
+    """After the softmax barrier, on one part: the step's mean loss from the parts' sums
+    (sums[q * LINE]), returned, and the b2 update."""
+    total = 0.0
+    for q in range(P):
+        total += sums[q * LINE]
+    _bias2_update(dz2, n, lr, b2)
+    return total * (1.0 / n)
+
+
+@njit(inline="always")
+def _epoch_part(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, p, sync,
+                bufs, xbuf, yb, sums):
+    """Part p's whole epoch inside the one parallel region. Per step: its forward; a
+    barrier (every part's logits are in); softmax-CE on its share of the samples (labels,
+    z2, dz2 rows, its loss sum in sums[p * LINE]); a barrier (dz2 complete), after which
+    part 0 records the loss and updates b2; its backward and update; its share of the next
+    batch's copy. A barrier opens each step after the first (the batch complete, the last
+    step's zp no longer read). yb (>= B,), sums (P * LINE,) float64: shared."""
+    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    j0, j1 = part_bounds(W1p.shape[0], P, p)
+    step = 0
+    for start in range(0, order.shape[0], batch_size):
+        i0, i1 = part_bounds(min(batch_size, order.shape[0] - start), P, p)
+        n, nxt, xb, xn = step_batch(Y, order, start, batch_size, step, xbuf, yb, i0, i1)
+        if step > 0:
+            _barrier(sync, P)
+        _forward_part(xb, n, W1p, b1, W2p, act, z1, a1, zp[p], j0, j1)
+        _barrier(sync, P)
+        sums[p * LINE] = _softmax_ce_rows(zp, P, i0, i1, n, b2, yb, z2, dz2)
+        _barrier(sync, P)
+        if p == 0:
+            losses[step] = _output_update(sums, P, dz2, n, lr, b2)
+        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr, P,
+                       p, j0, j1)
+        step += 1
+
+
+@njit(inline="always")
+def _train_epoch_one_region(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P):
+    """The epoch as one parallel region of P parts (P no more than the Numba threads, as
+    `pick` gives), which meet at three spin barriers per step instead of forking and
+    joining two regions per step. Returns False, with nothing changed, when the parts did
+    not all run at once (more parts than threads, a threading layer that queues them, a
+    call from inside another parallel region)."""
+    P, bufs, xbuf, yb = epoch_setup(X, order, batch_size, W1p, W2p, P)
+    sums = np.zeros(P * LINE)  # the parts' loss sums, a cache line apart
+    sync = np.zeros(3 * LINE, np.int64)
+    for p in prange(P):
+        if _rendezvous(sync, P):
+            _epoch_part(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, p,
+                        sync, bufs, xbuf, yb, sums)
+    return atomic_load(sync, 0) < ABORTED
 
 
 # The compiled entry points, each in a threaded and a serial build (separate functions, so
@@ -465,15 +599,21 @@ def train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, part
 
     X (S, D) float32 or float64; Y (S,) int64; order (M,) sample indices, M <= S (a
     permutation of range(S) for a full epoch); losses (ceil(M/B),) overwritten; weights and
-    parts as above.
+    parts as above. Runs as one parallel region (_train_epoch_one_region) and returns
+    True; where its parts cannot all run at once, as two regions per step, returning False.
     """
+    if _train_epoch_one_region(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses,
+                               parts):
+        return True
     _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts)
+    return False
 
 
 @njit(fastmath=FMA_REASSOC, cache=CACHE)
 def train_epoch_serial(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts):
-    """train_epoch on one thread."""
+    """train_epoch on one thread (returns False: no parallel region)."""
     _train_epoch(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, parts)
+    return False
 
 
 def pick(n: int):

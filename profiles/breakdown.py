@@ -75,6 +75,8 @@ def _instrumented(tier: str, model, steps: int) -> dict:
               "phases_ms": r["phases_ms"], "other_ms": r["step_ms"] - total,
               "instrumented_step_ms": r["instrumented_step_ms"], "handoff_us": r["handoff_us"],
               "parallel_regions_per_step": r["parallel_regions_per_step"],
+              "regions_per_epoch": r.get("regions_per_epoch"),
+              "barriers_per_step": r.get("barriers_per_step"),
               "parts": r["parts"], "fused_threads": r["threads"],
               "phases_agree": bool(abs(total - r["step_ms"]) <= 0.1 * r["step_ms"]),
               "compile_seconds": model.compile_seconds,

@@ -66,12 +66,21 @@ def instrumented_notes(results: dict) -> str:
             f"\n\n{tier}: phases from its instrumented build (cycle-counter stamps between "
             f"phases, kernels/fused_phases.py): they add up to {total:.3g} ms against the "
             f"production step's {r['step_ms']:.3g} ms "
-            f"({agree} 10%). A step runs "
-            f"{r['parallel_regions_per_step']} parallel regions over {r.get('parts', '?')} "
-            f"hidden-unit parts on {r.get('threads', '?')} threads; a part phase is the mean "
-            f"thread's time, and 'hand-offs + waiting' is the rest of the regions' wall time "
-            f"(an empty parallel region alone measured {r['handoff_us']:.2g} us).")
+            f"({agree} 10%). {_structure(r)}; a part phase is the mean thread's time, and "
+            f"'hand-offs + waiting' is the rest of the parallel wall time (an empty parallel "
+            f"region alone measured {r['handoff_us']:.2g} us).")
     return "".join(lines)
+
+
+def _structure(r: dict) -> str:
+    """How a fused CPU tier's parallel work was organized, from its breakdown row."""
+    parts, threads = r.get("parts", "?"), r.get("fused_threads", r.get("threads", "?"))
+    if r.get("regions_per_epoch"):
+        return (f"The epoch runs as one parallel region whose {parts} hidden-unit parts, on "
+                f"{threads} threads, meet at {r.get('barriers_per_step', '?')} spin barriers "
+                "per step")
+    return (f"A step runs {r['parallel_regions_per_step']} parallel regions over {parts} "
+            f"hidden-unit parts on {threads} threads")
 
 
 def chart(results: dict, path: Path) -> Path:

@@ -164,3 +164,29 @@ def test_fused_epoch_over_part_of_the_data():
     losses = m.train_epoch(*m.prepare(x, y), batches, 0.1)
     steps = [ref.train_step(*ref.prepare(x[b], y[b]), 0.1) for b in batches]
     assert_close("partial-data epoch", losses, steps, rtol=1e-5, atol=1e-6)
+
+
+def test_one_region_epoch_falls_back_when_its_parts_cannot_all_run(monkeypatch):
+    """More parts than Numba threads: the one-region epoch's rendezvous times out (its parts
+    would wait on each other at the barriers forever), nothing is changed, the epoch runs
+    as two regions per step instead, and the model says so once."""
+    import numba
+
+    from implementations.fused import NumbaFusedMLP, warn_once
+
+    threads = numba.get_num_threads()
+    h = nf.panel_width(np.float32) * (threads + 1)  # a panel for every part
+    params = init_params(0, h=h)
+    x, y = random_batch(150, 784, 10, seed=4)
+    batches = epoch_batches(150, 64, seed=0, epoch=0)
+    ref = NumbaFusedMLP(params)
+    want = [ref.train_step(*ref.prepare(x[b], y[b]), 0.1) for b in batches]
+    m = NumbaFusedMLP(params)
+    step, forward, epoch, _ = nf.pick(64)
+    monkeypatch.setattr(nf, "pick", lambda n: (step, forward, epoch, threads + 1))
+    warn_once.cache_clear()
+    with pytest.warns(RuntimeWarning, match="did not all run at once"):
+        losses = m.train_epoch(*m.prepare(x, y), batches, 0.1)
+    assert_close("fallback losses", losses, want, rtol=1e-5, atol=1e-6)
+    for name, w in m.weights().items():
+        assert_close(f"fallback {name}", w, ref.weights()[name], rtol=1e-5, atol=1e-6)
