@@ -59,14 +59,14 @@ def cycle_counter():
 
 
 @njit(inline="always")
-def _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2, lr, P, p,
+def _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr, P, p,
                      j0, j1, cyc):
     """numba_fused._backward_part, its phases' cycles added into cyc (PHASES,)."""
     i0, i1 = part_bounds(nxt.shape[0], P, p)
     c0 = _cycles()
     _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1)
     c1 = _cycles()
-    _layer2_update_part(dz2, a1, lr, W2p, g2, n, j0, j1)
+    _layer2_update_part(dz2, a1, lr, W2p, n, j0, j1)
     c2 = _cycles()
     _layer1_update_part(dz1, xb, n, X, nxt[i0:i1], lr, W1p, b1, j0, j1)
     c3 = _cycles()
@@ -94,7 +94,7 @@ def _forward_phases(xb, n, W1p, b1, W2p, act, z1, a1, zp, j0, j1, cyc):
 def _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, cycles):
     """numba_fused._train_epoch, instrumented."""
     P, bufs, xbuf, yb = epoch_setup(X, order, batch_size, W1p, W2p, P)
-    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    z1, a1, dz1, z2, dz2, zp = bufs
     P1 = W1p.shape[0]
     step = 0
     for start in range(0, order.shape[0], batch_size):
@@ -111,7 +111,7 @@ def _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P,
         t3 = _cycles()
         for p in prange(P):
             j0, j1 = part_bounds(P1, P, p)
-            _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr,
+            _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr,
                              P, p, j0, j1, cycles[p])
         t4 = _cycles()
         cycles[P, SERIAL] += (t1 - t0) + (t3 - t2)
@@ -123,7 +123,7 @@ def _epoch_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P,
 def _epoch_part_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, p,
                        sync, bufs, xbuf, yb, sums, cyc):
     """numba_fused._epoch_part with its phases' cycles added into cyc (PHASES,)."""
-    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    z1, a1, dz1, z2, dz2, zp = bufs
     j0, j1 = part_bounds(W1p.shape[0], P, p)
     step = 0
     for start in range(0, order.shape[0], batch_size):
@@ -143,7 +143,7 @@ def _epoch_part_phases(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losse
         if p == 0:
             losses[step] = _output_update(sums, P, dz2, n, lr, b2)
         c5 = _cycles()
-        _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr, P,
+        _backward_phases(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr, P,
                          p, j0, j1, cyc)
         cyc[2] += (c1 - c0) + (c3 - c2) + (c5 - c4)
         step += 1

@@ -107,10 +107,10 @@ def unpack_w1(W1p: np.ndarray, H: int) -> np.ndarray:
 
 
 def pad_w2(W2: np.ndarray, dtype) -> np.ndarray:
-    """W2 (H, K) -> W2p (K, Hp) in `dtype`: transposed, zero columns past H."""
+    """W2 (H, K) -> W2p (K, Hp) in `dtype`, line-aligned: transposed, zero columns past H."""
     H, K = W2.shape
     nb = panel_width(dtype)
-    out = np.zeros((K, -(-H // nb) * nb), dtype)
+    out = aligned_zeros((K, -(-H // nb) * nb), dtype)
     out[:, :H] = W2.T
     return out
 
@@ -201,7 +201,7 @@ def _softmax_ce_rows(zp, P, i0, i1, n, b2, y, z2, dz2):
     inv_n = 1.0 / n
     loss = 0.0
     for i in range(i0, i1):
-        m = -np.inf
+        m = z2.dtype.type(-np.inf)  # exp in the batch's dtype (expf for float32)
         for k in range(K):
             s = b2[k]
             for p in range(P):
@@ -250,20 +250,18 @@ def _prefetch_rows(X, nxt, i0, i1):
 
 @njit(inline="always")
 def _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1):
-    """dz1[j, :n] = (dz2 @ W2p[:, panel j]) * act'(z1) for panels j0:j1: K axpys per sample
-    over NB contiguous units (zero past H, where W2p is zero), W2 read before its update.
-    dz2 (>= n, K); W2p (K, Hp); z1, a1, dz1 (P1, >= n, NB)."""
-    K, NB = W2p.shape[0], z1.shape[2]
+    """dz1[j, :n] = (dz2 @ W2p[:, panel j]) * act'(z1) for panels j0:j1: microkernel tiles
+    (the reduction over the K classes), then act' in one pass; zero past H, where W2p is
+    zero. W2 is read before its update. dz2 (>= n, K); W2p (K, Hp); z1, a1, dz1
+    (P1, >= n, NB)."""
+    K, Hp = W2p.shape
+    NB, rows = z1.shape[2], z1.shape[1]
+    one = z1.dtype.type(1.0)
     zero = z1.dtype.type(0.0)
     for j in range(j0, j1):
+        _gemm_rows(n, dz2, 0, K, 1, W2p, j * NB, Hp, K, dz1, j * rows * NB, NB, one, False)
         for i in range(n):
             d, z, a = dz1[j, i], z1[j, i], a1[j, i]
-            for c in range(NB):
-                d[c] = zero
-            for k in range(K):
-                g, w = dz2[i, k], W2p[k, j * NB:(j + 1) * NB]
-                for c in range(NB):
-                    d[c] += g * w[c]
             if act == RELU:
                 for c in range(NB):
                     if z[c] <= 0:
@@ -275,23 +273,14 @@ def _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1):
 
 
 @njit(inline="always")
-def _layer2_update_part(dz2, a1, lr, W2p, g2, n, j0, j1):
-    """W2p[:, panel j] -= lr * dz2[:n].T @ a1[j, :n] for panels j0:j1, each row of dW2 built
-    in the part's buffer g2 (>= NB,) first. dz2 (>= n, K); a1 (P1, >= n, NB); W2p (K, Hp)."""
-    K, NB = W2p.shape[0], a1.shape[2]
-    zero = a1.dtype.type(0.0)
-    g = g2[:NB]
+def _layer2_update_part(dz2, a1, lr, W2p, n, j0, j1):
+    """W2p[:, panel j] -= lr * dz2[:n].T @ a1[j, :n] for panels j0:j1: one microkernel tile
+    of the K classes' rows (K <= MAX_TILE_ROWS) summed over the samples in registers,
+    subtracted at once. dz2 (>= n, K); a1 (P1, >= n, NB); W2p (K, Hp)."""
+    K, Hp = W2p.shape
+    NB, rows = a1.shape[2], a1.shape[1]
     for j in range(j0, j1):
-        for k in range(K):
-            for c in range(NB):
-                g[c] = zero
-            for i in range(n):
-                d, a = dz2[i, k], a1[j, i]
-                for c in range(NB):
-                    g[c] += d * a[c]
-            w = W2p[k, j * NB:(j + 1) * NB]
-            for c in range(NB):
-                w[c] -= lr * g[c]
+        _gemm_rows(K, dz2, 0, 1, K, a1, j * rows * NB, NB, n, W2p, j * NB, Hp, -lr, True)
 
 
 @njit(inline="always")
@@ -335,7 +324,7 @@ def _copy_rows(X, nxt, i0, i1, xn):
 
 
 @njit(inline="always")
-def _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2, lr, P, p,
+def _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr, P, p,
                    j0, j1):
     """Part p's share of the backward pass and the SGD update (region 2), for panels j0:j1:
     dz1, the layer-2 and layer-1 updates of this part's own weights (W2p columns, W1p
@@ -343,7 +332,7 @@ def _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2, l
     it then copies into xn (the next step's batch)."""
     i0, i1 = part_bounds(nxt.shape[0], P, p)
     _hidden_backward_part(dz2, W2p, z1, a1, act, dz1, n, j0, j1)
-    _layer2_update_part(dz2, a1, lr, W2p, g2, n, j0, j1)
+    _layer2_update_part(dz2, a1, lr, W2p, n, j0, j1)
     _layer1_update_part(dz1, xb, n, X, nxt[i0:i1], lr, W1p, b1, j0, j1)
     _copy_rows(X, nxt, i0, i1, xn)
 
@@ -358,14 +347,13 @@ def _empty_aligned(size, dtype):
 
 @njit(inline="always")
 def step_buffers(N, P1, NB, K, P, dtype):
-    """A step's work arrays: z1, a1, dz1 (P1, N, NB), line-aligned, z2, dz2 (N, K), the
-    parts' partial logits zp (P, N, K) and their layer-2 gradient rows g2 (P, NB)."""
+    """A step's work arrays: z1, a1, dz1 (P1, N, NB), line-aligned, z2, dz2 (N, K) and the
+    parts' partial logits zp (P, N, K)."""
     size = P1 * N * NB
     return (_empty_aligned(size, dtype).reshape((P1, N, NB)),
             _empty_aligned(size, dtype).reshape((P1, N, NB)),
             _empty_aligned(size, dtype).reshape((P1, N, NB)),
-            np.empty((N, K), dtype), np.empty((N, K), dtype),
-            np.empty((P, N, K), dtype), np.empty((P, NB), dtype))
+            np.empty((N, K), dtype), np.empty((N, K), dtype), np.empty((P, N, K), dtype))
 
 
 @njit(inline="always")
@@ -392,13 +380,13 @@ def _train_step(xb, n, y, X, nxt, xn, W1p, b1, W2p, b2, lr, act, P, bufs):
     one-thread softmax-CE and b2 update, every part's backward and update of its own
     panels' weights (W1p panels, W2p columns), while prefetching the next batch X[nxt] and
     copying it into xn (nxt may be empty)."""
-    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    z1, a1, dz1, z2, dz2, zp = bufs
     P1 = W1p.shape[0]
     loss = _forward(xb, n, y, W1p, b1, W2p, b2, act, P, z1, a1, z2, dz2, zp)
     _bias2_update(dz2, n, lr, b2)
     for p in prange(P):
         j0, j1 = part_bounds(P1, P, p)
-        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr, P,
+        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr, P,
                        p, j0, j1)
     return loss
 
@@ -521,7 +509,7 @@ def _epoch_part(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, p
     part 0 records the loss and updates b2; its backward and update; its share of the next
     batch's copy. A barrier opens each step after the first (the batch complete, the last
     step's zp no longer read). yb (>= B,), sums (P * LINE,) float64: shared."""
-    z1, a1, dz1, z2, dz2, zp, g2 = bufs
+    z1, a1, dz1, z2, dz2, zp = bufs
     j0, j1 = part_bounds(W1p.shape[0], P, p)
     step = 0
     for start in range(0, order.shape[0], batch_size):
@@ -535,7 +523,7 @@ def _epoch_part(X, Y, order, batch_size, W1p, b1, W2p, b2, lr, act, losses, P, p
         _barrier(sync, P)
         if p == 0:
             losses[step] = _output_update(sums, P, dz2, n, lr, b2)
-        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, g2[p], lr, P,
+        _backward_part(xb, n, X, nxt, xn, W1p, b1, W2p, act, z1, a1, dz2, dz1, lr, P,
                        p, j0, j1)
         step += 1
 
