@@ -78,7 +78,7 @@ class CudaScratchMLP(ScratchMLP):
 class NumbaCudaFusedMLP(Model):
     """784 -> H -> 10 MLP whose epoch is one launch of kernels.numba_cuda_fused.
 
-    Weights live on the device transposed (W1t (H, D), W2t (K, H)), like numba-fused's.
+    Weights live on the device transposed (W1t (H, D), W2t (K, H)).
     A train step is the epoch kernel over one batch; the forward pass is the same kernel
     with only its forward phases (its `mask`). has_backward is False: the backward cannot
     run apart from the update, so checks compare the updated weights.

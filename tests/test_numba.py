@@ -190,3 +190,31 @@ def test_one_region_epoch_falls_back_when_its_parts_cannot_all_run(monkeypatch):
     assert_close("fallback losses", losses, want, rtol=1e-5, atol=1e-6)
     for name, w in m.weights().items():
         assert_close(f"fallback {name}", w, ref.weights()[name], rtol=1e-5, atol=1e-6)
+
+
+def test_microkernel_and_fused_step_without_avx512(tmp_path):
+    """On a CPU without AVX-512 the microkernel uses 256-bit registers and 6-row tiles:
+    the same tests in a process whose Numba compiles for this CPU's features less
+    AVX-512 (NUMBA_CPU_FEATURES), so that path is checked on any x86 machine."""
+    import os
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten().split(",")
+    if "+avx512f" not in features:
+        pytest.skip("this CPU has no AVX-512: the default tests already run the 256-bit path")
+    without = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features)
+    env = {**os.environ, "NUMBA_CPU_FEATURES": without, "NUMBA_CACHE_DIR": str(tmp_path)}
+    code = ("from kernels import intrinsics as k; assert (k.VECTOR_BYTES, k.MAX_TILE_ROWS) "
+            "== (32, 6), (k.VECTOR_BYTES, k.MAX_TILE_ROWS)")
+    probe = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+         "microkernel_matches or (matches_unfused and 64-relu-parallel-2)"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "3 passed" in run.stdout.splitlines()[-1], run.stdout[-1000:]
