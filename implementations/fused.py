@@ -68,20 +68,44 @@ class NumbaFusedMLP(Model):
                         self.act, parts)
 
     def train_epoch(self, X, Y, batches, lr):
+        self._check_epoch(X, Y, batches)
         order = np.concatenate(batches)
+        if order.min() < -len(X) or order.max() >= len(X):
+            raise IndexError(f"batch indices must lie in -{len(X)}..{len(X) - 1} (X has "
+                             f"{len(X)} samples), got {order.min()}..{order.max()}")
         batch_size = len(batches[0])
-        if any(len(b) != batch_size for b in batches[:-1]) or len(batches[-1]) > batch_size:
-            raise ValueError("the fused epoch takes equal batches with only the last partial")
         losses = np.empty(len(batches), np.float64)
         _, _, epoch, parts = nf.pick(batch_size)
         one_region = epoch(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
                            self.dtype.type(lr), self.act, losses, parts)
         if epoch is nf.train_epoch and not one_region:
             warn_once(f"numba-fused: the {parts} threads of Numba's {numba.threading_layer()} "
-                      "threading layer did not all run at once, so the epoch ran as two "
-                      "parallel regions per step instead of one region (slower; the same "
-                      "results)")
+                      "threading layer did not all run at once, so its epochs run as two "
+                      "parallel regions per step instead of one region, each after a 0.1 s "
+                      "wait for them (slower; the same results)")
         return losses
+
+    def _check_epoch(self, X, Y, batches) -> None:
+        """The compiled epoch indexes without bounds checks: refuse, with the problem and the
+        fix, what would read or write outside X, Y or its buffers or leave a loss unset (the
+        batch indices are checked in train_epoch, on their concatenation)."""
+        if not batches or any(len(b) == 0 for b in batches):
+            raise ValueError("the fused epoch needs at least one batch and no empty batch")
+        size = len(batches[0])
+        if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
+            raise ValueError("the fused epoch takes equal batches with only the last partial")
+        if not (isinstance(X, np.ndarray) and X.dtype == self.dtype and X.ndim == 2
+                and X.flags.c_contiguous and X.shape[1] == self.W1p.shape[1]):
+            raise TypeError(f"the fused epoch takes X as a C-contiguous {self.dtype} array "
+                            f"(S, {self.W1p.shape[1]}), got {getattr(X, 'dtype', type(X))} "
+                            f"{getattr(X, 'shape', '')}: pass model.prepare(X, Y)")
+        if not (isinstance(Y, np.ndarray) and Y.dtype == np.int64 and Y.shape == X.shape[:1]):
+            raise TypeError(f"the fused epoch takes Y as int64 ({X.shape[0]},) labels, got "
+                            f"{getattr(Y, 'dtype', type(Y))} {getattr(Y, 'shape', '')}: pass "
+                            "model.prepare(X, Y)")
+        k = self.W2p.shape[0]
+        if Y.size and (Y.min() < 0 or Y.max() >= k):
+            raise ValueError(f"labels must lie in 0..{k - 1}, got min {Y.min()} max {Y.max()}")
 
     def predict(self, x):
         x = np.ascontiguousarray(x, self.dtype)

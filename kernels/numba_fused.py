@@ -103,7 +103,8 @@ def pack_w1(W1: np.ndarray, dtype) -> np.ndarray:
 def unpack_w1(W1p: np.ndarray, H: int) -> np.ndarray:
     """W1p (P1, D, NB) -> W1 (D, H), a new array (the inverse of pack_w1)."""
     p1, D, nb = W1p.shape
-    return np.ascontiguousarray(W1p.transpose(1, 0, 2).reshape(D, p1 * nb)[:, :H])
+    # a copy even where the slice would already be contiguous (H = NB: one full panel)
+    return np.array(W1p.transpose(1, 0, 2).reshape(D, p1 * nb)[:, :H], order="C", copy=True)
 
 
 def pad_w2(W2: np.ndarray, dtype) -> np.ndarray:

@@ -218,3 +218,49 @@ def test_microkernel_and_fused_step_without_avx512(tmp_path):
         env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "3 passed" in run.stdout.splitlines()[-1], run.stdout[-1000:]
+
+
+def test_weights_are_copies_at_one_full_panel():
+    """H = NB (one full panel): unpacking W1 once returned a view of the live panels, so
+    warm_up's saved weights moved with training and the model started from warmed-up
+    weights instead of its seed's."""
+    from implementations.fused import NumbaFusedMLP
+
+    for dtype in ("float32", "float64"):
+        h = nf.panel_width(np.dtype(dtype))
+        params = init_params(3, h=h)
+        m = build_model("numba-fused", params, dtype=dtype)
+        assert not np.shares_memory(m.weights()["W1"], m.W1p)
+        for name, w in m.weights().items():
+            np.testing.assert_array_equal(w, params[name].astype(dtype), err_msg=name)
+    assert not np.shares_memory(NumbaFusedMLP(init_params(0, h=32)).weights()["W1"],
+                                nf.pack_w1(init_params(0, h=32)["W1"], np.float32))
+
+
+@pytest.mark.parametrize("case", ["index past X", "label 10", "empty batch", "no batch",
+                                  "float64 X", "int32 Y"])
+def test_fused_epoch_refuses_what_its_compiled_loop_cannot_check(case):
+    """The compiled epoch reads and writes without bounds checks: an index past X
+    segfaulted, label 10 wrote past dz2, an empty last batch left its loss unset."""
+    from implementations.fused import NumbaFusedMLP
+
+    m = NumbaFusedMLP(init_params(0, h=33))
+    x, y = random_batch(40, 784, 10, seed=2)
+    X, Y = m.prepare(x, y)
+    batches = [np.arange(32), np.arange(32, 40)]
+    error = ValueError
+    if case == "index past X":
+        batches, error = [np.arange(32), np.array([10**9])], IndexError
+    elif case == "label 10":
+        Y = Y.copy()
+        Y[5] = 10
+    elif case == "empty batch":
+        batches = [np.arange(32), np.arange(32, 32)]
+    elif case == "no batch":
+        batches = []
+    elif case == "float64 X":
+        X, error = X.astype(np.float64), TypeError
+    else:
+        Y, error = Y.astype(np.int32), TypeError
+    with pytest.raises(error, match="batch|label|prepare"):
+        m.train_epoch(X, Y, batches, 0.1)
