@@ -224,8 +224,6 @@ def test_weights_are_copies_at_one_full_panel():
     """H = NB (one full panel): unpacking W1 once returned a view of the live panels, so
     warm_up's saved weights moved with training and the model started from warmed-up
     weights instead of its seed's."""
-    from implementations.fused import NumbaFusedMLP
-
     for dtype in ("float32", "float64"):
         h = nf.panel_width(np.dtype(dtype))
         params = init_params(3, h=h)
@@ -233,8 +231,8 @@ def test_weights_are_copies_at_one_full_panel():
         assert not np.shares_memory(m.weights()["W1"], m.W1p)
         for name, w in m.weights().items():
             np.testing.assert_array_equal(w, params[name].astype(dtype), err_msg=name)
-    assert not np.shares_memory(NumbaFusedMLP(init_params(0, h=32)).weights()["W1"],
-                                nf.pack_w1(init_params(0, h=32)["W1"], np.float32))
+    W1p = nf.pack_w1(init_params(0, h=32)["W1"], np.float32)  # one full panel
+    assert not np.shares_memory(nf.unpack_w1(W1p, 32), W1p)
 
 
 @pytest.mark.parametrize("case", ["index past X", "label 10", "empty batch", "no batch",
