@@ -22,10 +22,10 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.suite.run
 
 bench-quick: $(STAMP)
-	$(PY) -m bench.run --quick
+	$(PY) -m bench.suite.run --quick
 
 profile: $(STAMP)
 	$(VENV)/bin/mnist-tiers profile
@@ -71,7 +71,7 @@ train-reference: $(STAMP)
 	    $$dir/train-$(WIDTH_TIER)-h$$h.json || exit 1; done
 
 bench-reference: $(STAMP)
-	$(PY) -m bench.run --reference
+	$(PY) -m bench.suite.run --reference
 
 profile-reference: $(STAMP)
 	$(VENV)/bin/mnist-tiers profile --reference

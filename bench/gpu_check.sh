@@ -74,7 +74,7 @@ PLAN
 { $py -c "import torch, numba, numpy; print('torch', torch.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__)"
   $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-  $py -m implementations.cli tiers
+  $py -m mnist_tiers.cli tiers
   # what the later steps import, checked now rather than failing late
   $py -c "
 import importlib
@@ -92,7 +92,7 @@ step 60 "tests: CUDA tiers vs the oracle" $py -m pytest -q -p no:cacheprovider \
 
 export py BENCH
 train() {  # 10 epochs of one tier, its JSON kept under the committed name
-  $py -m implementations.cli train --tier "$1" --epochs 10 --no-progress --json \
+  $py -m mnist_tiers.cli train --tier "$1" --epochs 10 --no-progress --json \
     > "$BENCH/.train-$1.tmp" && mv "$BENCH/.train-$1.tmp" "$BENCH/train-$1.json" \
     && tail -n 1 "$BENCH/train-$1.json" | $py -c "
 import json, sys; d = json.loads(sys.stdin.read())
@@ -104,15 +104,15 @@ for t in $GPU_TIERS; do
   limit=30; [ "$t" = torch-cuda-compile ] && limit=60
   step $limit "train $t" bash -c 'train "$1"' _ "$t"
 done
-step 80 "GPU targets" $py -m bench.gpu_floor
-step 50 "compile modes" $py -m bench.compile_modes
+step 80 "GPU targets" $py -m bench.studies.gpu_floor
+step 50 "compile modes" $py -m bench.studies.compile_modes
 # the quick selection, saved as this machine's latest.json (what the report reads)
-step 90 "benchmarks" $py -m bench.run --quick --benchmark-max-time=0.1 \
+step 90 "benchmarks" $py -m bench.suite.run --quick --benchmark-max-time=0.1 \
   --benchmark-min-rounds=3 --benchmark-json "$BENCH/latest.json"
 prof_args=(); for t in $GPU_TIERS; do
   [ "$t" = torch-cuda-compile ] || prof_args+=(--tier "$t"); done
-step 40 "profiles" $py -m implementations.cli profile "${prof_args[@]}" --no-scalene
-step 20 "report" $py -m implementations.cli report --results "$BENCH/latest.json" --out "$BENCH"
+step 40 "profiles" $py -m mnist_tiers.cli profile "${prof_args[@]}" --no-scalene
+step 20 "report" $py -m mnist_tiers.cli report --results "$BENCH/latest.json" --out "$BENCH"
 
 echo
 echo "== summary ($machine, ${SECONDS}s)"

@@ -1,6 +1,7 @@
 """Shared helpers for checking one tier against another: seeded inputs and tolerances.
 
-Used by the tests and by the benchmarks (which verify every timed result first).
+Used by the tests and by the benchmarks (which verify every timed result first); the
+float64 reference step they are checked against is implementations.oracle.
 """
 
 import numpy as np
@@ -62,18 +63,3 @@ def random_params(d: int, h: int, k: int, seed: int = 0, dtype=np.float32):
         "W2": (rng.standard_normal((h, k)) / np.sqrt(h)).astype(dtype),
         "b2": (0.1 * rng.standard_normal(k)).astype(dtype),
     }
-
-
-def oracle_step(params, x, y, activation, lr):
-    """The float64 NumPy train step: logits, loss, gradients and updated weights."""
-    from implementations.scratch import ScratchMLP
-    from kernels import vectorized
-
-    m = ScratchMLP(vectorized, params, activation, dtype=np.float64, name="oracle")
-    x64 = np.asarray(x, dtype=np.float64)
-    loss = m.forward(x64, y)
-    logits = m.logits()
-    m.backward()
-    grads = m.gradients()
-    m.update(lr)
-    return {"loss": loss, "logits": logits, **grads, **m.weights()}

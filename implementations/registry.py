@@ -65,7 +65,7 @@ def _warmed(build):
     """Wrap a builder so the model is compiled/warmed (timed apart) before it is returned."""
 
     def warmed_build(params, activation="relu", **options):
-        from implementations.model import warm_up
+        from implementations.models.base import warm_up
 
         model = build(params, activation, **options)
         # worker start-up (DDP) counts as set-up, like compilation
@@ -80,7 +80,7 @@ def _scratch(kernels_module: str, name: str):
         import importlib
 
         from implementations.formats import numpy_dtype
-        from implementations.scratch import ScratchMLP
+        from implementations.models.scratch import ScratchMLP
 
         if options:
             raise ValueError(f"tier {name!r} takes no options, got {sorted(options)}")
@@ -214,48 +214,48 @@ _ENTRIES = [
          formats_note="the same kernels, specialized per dtype"),
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
-         _warmed(_lazy("implementations.fused", "NumbaFusedMLP")), note=_numba_cache_note,
+         _warmed(_lazy("implementations.models.numba_fused", "NumbaFusedMLP")), note=_numba_cache_note,
          formats=("float32", "float64"), formats_note="the same kernels, specialized per dtype"),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
-         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
+         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cpu",
                        name="torch-cpu")), loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,
          formats_note=AUTOCAST_NOTE, allocator="torch"),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
-         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cpu",
+         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cpu",
                        compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason,
          loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
          allocator="torch"),
     Tier("torch-ddp", "the same split across processes with DistributedDataParallel (gloo).",
-         "cpu", _warmed(_lazy("implementations.ddp", "DDPModel", name="torch-ddp")),
+         "cpu", _warmed(_lazy("implementations.models.torch_ddp", "DDPModel", name="torch-ddp")),
          processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
          allocator="torch"),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
-         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
                        name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS,
          formats=GPU_FORMATS, formats_note=AUTOCAST_NOTE + "; float16 with a gradient scaler"),
     Tier("torch-cuda-graph", "the whole epoch captured once as one CUDA graph (gather, step "
          "and loss of every batch) and replayed; per-step graphs for the per-pass benchmarks.",
-         "cuda", _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+         "cuda", _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
                                graph=True, name="torch-cuda-graph")), check=_cuda_reason,
          loaders=TORCH_LOADERS, formats=("float32", "tf32", "bfloat16"),
          formats_note=AUTOCAST_NOTE + "; no float16: its gradient scaler syncs with the host, "
          "which a captured graph cannot"),
     Tier("torch-cuda-compile", "the same under torch.compile on the GPU (mode "
          "reduce-overhead: Inductor's kernels replayed as CUDA graphs).", "cuda",
-         _warmed(_lazy("implementations.torch_model", "TorchModel", device="cuda",
+         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
                        compile="reduce-overhead", name="torch-cuda-compile")),
          check=_torch_compile_cuda_reason, formats=("float32", "tf32", "bfloat16"),
          formats_note=AUTOCAST_NOTE, allocator="torch"),
     Tier("numba-cuda", "our own Numba CUDA kernels (shared-memory tiled GEMM, fused "
          "softmax-CE), driven op by op from Python: one launch per op.", "cuda",
-         _warmed(_lazy("implementations.gpu_models", "CudaScratchMLP")), "kernels.numba_cuda",
+         _warmed(_lazy("implementations.models.numba_cuda", "CudaScratchMLP")), "kernels.numba_cuda",
          check=_numba_cuda_reason, formats_note="float32 only", allocator="numba-cuda"),
     Tier("numba-cuda-fused", "the whole epoch in one persistent cooperative Numba CUDA "
          "kernel (2 grid syncs per step).", "cuda",
-         _warmed(_lazy("implementations.gpu_models", "NumbaCudaFusedMLP")),
+         _warmed(_lazy("implementations.models.numba_cuda", "NumbaCudaFusedMLP")),
          check=_numba_cuda_grid_sync_reason, formats_note="float32 only", allocator="numba-cuda"),
     Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
-         _warmed(_lazy("implementations.ddp", "DDPModel", device="cuda",
+         _warmed(_lazy("implementations.models.torch_ddp", "DDPModel", device="cuda",
                        name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True,
          formats=("float32", "bfloat16"), formats_note=AUTOCAST_NOTE),
 ]

@@ -1,7 +1,7 @@
 """Tier `numba-cuda`: the kernel contract as our own Numba CUDA kernels on device arrays.
 
 The GPU twin of `numba`: the same ops, one kernel launch each, driven op by op from Python
-(implementations.gpu_models.CudaScratchMLP), with the dataset resident on the device. No
+(implementations.models.numba_cuda.CudaScratchMLP), with the dataset resident on the device. No
 cuBLAS, no CuPy: the matmuls are a shared-memory tiled GEMM of our own.
 
 - `gemm`: C (M, N) = op(A) @ op(B) (+ bias per column), op = transpose or not. Each block

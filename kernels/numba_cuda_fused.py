@@ -29,7 +29,7 @@ Per step, on the batch rows order[start:start + n]:
    b1, and its phase 2 comes after the next sync, by which every block's updates are done.
 
 `mask` selects phases (FORWARD, OUTPUT, UPDATE bits) while keeping every sync: phase-masked
-runs time the phases (implementations.gpu_models), and forward-only runs serve the forward
+runs time the phases (implementations.models.numba_cuda), and forward-only runs serve the forward
 benchmarks. Phases are device functions, so each compiles to PTX on a machine without a
 GPU (tests/test_numba_cuda.py); the kernel itself is checked under the CUDA simulator, which
 supports a grid sync only in a one-block grid (kernels/_cuda.py).

@@ -10,14 +10,15 @@ simulator runs each CUDA thread as a Python thread, so a launch of this size tak
 import numpy as np
 import pytest
 
-from implementations.checks import assert_close, oracle_step, random_batch, random_params
+from implementations.checks import assert_close, random_batch, random_params
+from implementations.oracle import oracle_step
 from kernels._cuda import SIMULATED, cuda, unavailable_reason
 
 if not SIMULATED and unavailable_reason():
     pytest.skip(f"neither a GPU nor the CUDA simulator: {unavailable_reason()}",
                 allow_module_level=True)
 
-from implementations.gpu_models import CudaScratchMLP, NumbaCudaFusedMLP  # noqa: E402
+from implementations.models.numba_cuda import CudaScratchMLP, NumbaCudaFusedMLP  # noqa: E402
 from kernels import numba_cuda as nk  # noqa: E402
 from kernels import numba_cuda_fused as ncf  # noqa: E402
 
@@ -184,7 +185,7 @@ def test_fused_refuses_shapes_it_cannot_take():
 def test_launches_and_allocations_per_numba_cuda_step(monkeypatch):
     """gpu_floor's floor of numba-cuda counts LAUNCHES_PER_STEP kernels and
     ALLOCATIONS_PER_STEP device arrays per step: count them in a two-step epoch."""
-    from implementations import gpu_models
+    from implementations.models import numba_cuda as gpu_models
 
     counts = {"launches": 0, "allocations": 0}
 

@@ -1,10 +1,11 @@
-"""bench/alternating.py: epochs of two tiers alternating in one process, checked first."""
+"""bench/studies/alternating.py: epochs of two tiers alternating in one process, checked first."""
 
 import json
 
 import pytest
 
-from bench import alternating
+from bench.report import alternating as alternating_report
+from bench.studies import alternating
 
 
 def _run(tmp_path, **kw):
@@ -24,14 +25,14 @@ def test_alternating_epochs_record_medians_floor_and_ratio(tmp_path):
         numpy_median = rows["numpy", b]["median_s"]
         assert r["numpy_over_this"] == pytest.approx(numpy_median / r["median_s"])
     assert doc["machine"]["sgemm_gflops"] > 0 and doc["gap_seconds"] == 0.0
-    lines = alternating.section(tmp_path / "alternating.json")
+    lines = alternating_report.section(tmp_path / "alternating.json")
     assert any("| 64 | 200 | numba-fused |" in line for line in lines)
     assert not list(tmp_path.glob(".*partial"))
 
 
 def test_a_wrong_epoch_is_an_error_not_a_time(tmp_path, monkeypatch):
     """A tier whose epoch computes something else fails the loss check against numpy."""
-    from implementations.fused import NumbaFusedMLP
+    from implementations.models.numba_fused import NumbaFusedMLP
 
     real = NumbaFusedMLP.train_epoch
     monkeypatch.setattr(NumbaFusedMLP, "train_epoch",
@@ -57,7 +58,7 @@ def test_cli_refuses_fewer_than_three_runs():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "implementations.cli", "alternate", "--runs",
+    proc = subprocess.run([sys.executable, "-m", "mnist_tiers.cli", "alternate", "--runs",
                            "2"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--runs: must be >= 3" in proc.stderr
     assert proc.stdout == ""  # refused before anything ran

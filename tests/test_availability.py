@@ -17,14 +17,14 @@ def test_no_cpp_compiler_makes_torch_compile_unavailable():
     """CXX=/nonexistent/g++: `tiers` used to say available, then `train` failed after 12 s
     with InvalidCxxCompiler."""
     bad = {"CXX": "/nonexistent/g++"}
-    tiers = _run(["-m", "implementations.cli", "tiers"], **bad)
+    tiers = _run(["-m", "mnist_tiers.cli", "tiers"], **bad)
     assert tiers.returncode == 0
     lines = tiers.stdout.splitlines()
     state = lines[next(i for i, ln in enumerate(lines) if ln.startswith("torch-cpu-compile"))
                   + 1]
     assert "unavailable: torch.compile needs a working C++ compiler" in state
     assert "/nonexistent/g++" in state
-    train = _run(["-m", "implementations.cli", "train", "--tier", "torch-cpu-compile",
+    train = _run(["-m", "mnist_tiers.cli", "train", "--tier", "torch-cpu-compile",
                   "--epochs", "1", "--limit", "64"], **bad)
     assert train.returncode == 2
     assert "unavailable here: torch.compile needs a working C++ compiler" in train.stderr

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from implementations.cli import main
 from implementations.experiment import init_params
 from implementations.registry import build_model, get_tier
+from mnist_tiers.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import verify
+from bench.suite.common import verify
 from implementations.registry import TIERS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def test_cuda_tier_benchmark_skips_with_reason():
     if reason is None:
         pytest.skip("a CUDA GPU is present here")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/test_bench.py", "--benchmark-only", "-q", "-rs",
+        [sys.executable, "-m", "pytest", "bench/suite/test_bench.py", "--benchmark-only", "-q", "-rs",
          "-p", "no:cacheprovider", "-k", "test_pass and torch-cuda and train_step and 64"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
@@ -79,11 +79,11 @@ def test_bad_batch_sizes_are_a_usage_error(sizes, words):
 
 
 def test_bench_run_honours_the_users_benchmark_json(tmp_path):
-    """`python -m bench.run ... --benchmark-json=mine.json`: the file is where the user
+    """`python -m bench.suite.run ... --benchmark-json=mine.json`: the file is where the user
     asked, stripped like ours, and the run says it succeeded."""
     mine = tmp_path / "mine.json"
     env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path / "runs")}
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "-k",
+    proc = subprocess.run([sys.executable, "-m", "bench.suite.run", "-k",
                            "test_matmul and openblas and 64x784", f"--benchmark-json={mine}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -96,7 +96,7 @@ def test_bench_run_honours_the_users_benchmark_json(tmp_path):
 
 def test_bench_run_with_nothing_selected_says_why(tmp_path):
     env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path / "runs")}
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "-k", "no-such-benchmark"],
+    proc = subprocess.run([sys.executable, "-m", "bench.suite.run", "-k", "no-such-benchmark"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0
     assert "left untouched" in proc.stderr and "(exit 0)" not in proc.stderr
@@ -112,7 +112,7 @@ def test_suite_in_another_format_and_a_bad_one():
 
 
 def test_bench_run_names_a_full_run_in_another_format():
-    from bench.run import destination, parse
+    from bench.suite.run import destination, parse
 
     args, rest = parse(["--dtype", "float64", "--threads", "1"])
     assert destination(args, rest).name == "latest-float64.json"
@@ -127,6 +127,6 @@ def test_suite_at_another_width():
     assert ok.returncode == 0 and "2 passed" in ok.stdout, ok.stdout[-2000:]
     bad = _pytest_bench("--benchmark-only", "--hidden", "0", "-k", "test_pass")
     assert bad.returncode == 4 and "--hidden takes a whole number >= 1" in bad.stderr
-    from bench.run import destination, parse
+    from bench.suite.run import destination, parse
 
     assert destination(*parse(["--hidden", "300"])).name == "latest-h300.json"

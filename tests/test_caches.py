@@ -85,7 +85,7 @@ def test_no_writable_cache_still_runs(tmp_path, command):
            if k not in ("XDG_CACHE_HOME", "NUMBA_CACHE_DIR")}
     env["HOME"] = str(home)
     in_tree = set((REPO / "kernels").glob("__pycache__/*.nb[ic]"))
-    proc = subprocess.run([sys.executable, "-m", "implementations.cli", *command], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "mnist_tiers.cli", *command], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("no compile cache") == 1, proc.stderr

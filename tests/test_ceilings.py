@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import plots
-from bench.plots import ceilings, roofline, step_bytes
-from bench.results_data import RESULTS, load_run
+from bench.report import plots
+from bench.report.inputs import RESULTS, load_run
+from bench.report.plots import ceilings, roofline, step_bytes
 from implementations.machine import _parse_size, cache_sizes, cpu_peaks
 
 REFERENCE = RESULTS / "amd-epyc-2c" / "latest.json"
@@ -61,7 +61,7 @@ def test_cpu_peaks_cache_copies_are_faster_than_dram():
 
 @dataclass
 class FakeRun:
-    """The attributes roofline() reads from a bench.results_data.Run."""
+    """The attributes roofline() reads from a bench.report.inputs.Run."""
 
     machine: dict
     rows: list[dict] = field(default_factory=list)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implementations.checks import assert_close, oracle_step, random_batch
-from implementations.cli import main
-from implementations.ddp import DDPModel
+from implementations.checks import assert_close, random_batch
 from implementations.experiment import init_params
+from implementations.models.torch_ddp import DDPModel
+from implementations.oracle import oracle_step
 from implementations.training import train
+from mnist_tiers.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 LR = 0.1
@@ -93,7 +94,7 @@ def test_a_failing_rank_fails_the_parent_fast_and_leaves_no_process():
 def test_workers_die_with_their_parent(tmp_path):
     """A parent killed outright (no clean-up runs) leaves no worker behind."""
     code = ("import os, signal\n"
-            "from implementations.ddp import DDPModel\n"
+            "from implementations.models.torch_ddp import DDPModel\n"
             "from implementations.experiment import init_params\n"
             "if __name__ == '__main__':\n"
             "    m = DDPModel(init_params(0), procs=2)\n"
@@ -131,7 +132,7 @@ def test_more_procs_than_cores_warns(capsys):
 
 
 def test_alpha_beta_fit_and_ring_model():
-    from implementations.ddp import fit_alpha_beta, ring_allreduce_seconds
+    from implementations.models.torch_ddp import fit_alpha_beta, ring_allreduce_seconds
 
     alpha, bw = 50e-6, 2e9
     times = {n: alpha + n / bw for n in (4, 4096, 1 << 20, 4 << 20)}
@@ -144,7 +145,7 @@ def test_alpha_beta_fit_and_ring_model():
 def _ddp_run(tmp_path, w2_seconds):
     import json
 
-    from bench.results_data import load_run
+    from bench.report.inputs import load_run
     from implementations.experiment import step_flops
 
     benches = []
@@ -169,7 +170,7 @@ def _ddp_run(tmp_path, w2_seconds):
 @pytest.mark.parametrize("w2, verdict", [({64: 1.9, 1024: 0.37}, "does not pay"),
                                          ({64: 1.9, 1024: 0.1}, "pays")])
 def test_report_section_verdict_follows_the_data(tmp_path, w2, verdict):
-    from bench import ddp_report
+    from bench.report import ddp as ddp_report
 
     text = "\n".join(ddp_report.section(_ddp_run(tmp_path, w2)))
     assert f"data parallelism {verdict} for this network" in text

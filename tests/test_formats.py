@@ -4,11 +4,12 @@ tolerance from the format's unit roundoff; bfloat16 really computes in bfloat16.
 import numpy as np
 import pytest
 
-from implementations.checks import assert_close, oracle_step, random_batch
-from implementations.cli import main
+from implementations.checks import assert_close, random_batch
 from implementations.experiment import init_params
 from implementations.formats import FORMATS, get_format, tolerance
+from implementations.oracle import oracle_step
 from implementations.registry import TIERS, build_model
+from mnist_tiers.cli import main
 
 LR = 0.1
 CASES = [(t.name, f) for t in TIERS.values() for f in t.formats]
@@ -70,7 +71,7 @@ def test_cli_refuses_loops_float32(capsys):
 
 
 def test_hardware_lines_say_what_the_cpu_does():
-    from bench.precision_report import hardware_lines
+    from bench.report.precision import hardware_lines
 
     amx = hardware_lines({"cpu_flags": ["avx2", "avx512_bf16", "amx_bf16"],
                           "torch_matmul_gflops": {"float32": 400.0, "bfloat16": 1600.0}})
@@ -82,8 +83,8 @@ def test_hardware_lines_say_what_the_cpu_does():
 def test_precision_section_from_a_run(tmp_path):
     import json
 
-    from bench.precision_report import section
-    from bench.results_data import load_run
+    from bench.report.inputs import load_run
+    from bench.report.precision import section
 
     benches = []
     for tier, fmt, ms in (("numpy", "float32", 1.0), ("numpy", "float64", 2.0),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from implementations.checks import random_batch, random_params
-from implementations.scratch import ScratchMLP
+from implementations.models.scratch import ScratchMLP
 from kernels import vectorized
 
 

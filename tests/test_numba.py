@@ -5,8 +5,8 @@ import pytest
 
 from implementations.checks import assert_close, random_batch, random_params
 from implementations.experiment import epoch_batches, init_params
+from implementations.models.scratch import ScratchMLP
 from implementations.registry import build_model
-from implementations.scratch import ScratchMLP
 from kernels import numba_cpu as nc
 from kernels import numba_fused as nf
 
@@ -131,7 +131,7 @@ def test_warm_up_restores_weights_and_reports_compile_time():
 def test_instrumented_epoch_computes_the_production_epoch(build):
     """kernels.fused_phases: the same function as numba_fused's epoch, plus phase times."""
     from implementations.experiment import init_params
-    from implementations.fused import NumbaFusedMLP
+    from implementations.models.numba_fused import NumbaFusedMLP
     from kernels import fused_phases as fp
 
     x, y = random_batch(77, 784, 10, seed=7)  # 64 + a partial 13 (batch 64), or 5 x 13 + 12
@@ -156,7 +156,7 @@ def test_instrumented_epoch_computes_the_production_epoch(build):
 def test_fused_epoch_over_part_of_the_data():
     """An epoch whose order covers only part of X ran past the order's end (a segfault)."""
     from implementations.experiment import init_params
-    from implementations.fused import NumbaFusedMLP
+    from implementations.models.numba_fused import NumbaFusedMLP
 
     x, y = random_batch(300, 784, 10, seed=3)
     m, ref = NumbaFusedMLP(init_params(0)), NumbaFusedMLP(init_params(0))
@@ -172,7 +172,7 @@ def test_one_region_epoch_falls_back_when_its_parts_cannot_all_run(monkeypatch):
     as two regions per step instead, and the model says so once."""
     import numba
 
-    from implementations.fused import NumbaFusedMLP, warn_once
+    from implementations.models.numba_fused import NumbaFusedMLP, warn_once
 
     threads = numba.get_num_threads()
     h = nf.panel_width(np.float32) * (threads + 1)  # a panel for every part
@@ -240,7 +240,7 @@ def test_weights_are_copies_at_one_full_panel():
 def test_fused_epoch_refuses_what_its_compiled_loop_cannot_check(case):
     """The compiled epoch reads and writes without bounds checks: an index past X
     segfaulted, label 10 wrote past dz2, an empty last batch left its loss unset."""
-    from implementations.fused import NumbaFusedMLP
+    from implementations.models.numba_fused import NumbaFusedMLP
 
     m = NumbaFusedMLP(init_params(0, h=33))
     x, y = random_batch(40, 784, 10, seed=2)

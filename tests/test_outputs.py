@@ -30,14 +30,14 @@ def test_bench_profile_report_leave_the_checkout_clean(tmp_path):
     out = tmp_path / "runs"
     before = _status()
     machine = machine_name()
-    _run(["-m", "bench.run", "-k", "test_matmul and openblas and 64x784"], out)
+    _run(["-m", "bench.suite.run", "-k", "test_matmul and openblas and 64x784"], out)
     subset = out / "bench" / machine / "partial.json"  # a selection: never latest.json
     assert subset.is_file() and not (out / "bench" / machine / "latest.json").exists()
     subset.rename(subset.with_name("latest.json"))  # as a full run would leave it
-    _run(["-m", "implementations.cli", "profile", "--tier", "numpy", "--no-scalene",
+    _run(["-m", "mnist_tiers.cli", "profile", "--tier", "numpy", "--no-scalene",
           "--steps", "5"], out)
     assert (out / "profiles" / machine / "index.html").is_file()
-    report = _run(["-m", "implementations.cli", "report"], out)
+    report = _run(["-m", "mnist_tiers.cli", "report"], out)
     assert (out / "report" / "report.md").is_file() and str(out / "report") in report.stdout
     text = (out / "report" / "report.md").read_text()
     assert f"**{machine}**" in text  # the user's run, not the reference set, was read
@@ -50,7 +50,7 @@ def test_out_folder_is_ignored_by_git():
 
 
 def test_readers_fall_back_to_the_reference_set(tmp_path, monkeypatch):
-    from bench.results_data import default_result_paths
+    from bench.report.inputs import default_result_paths
 
     monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "empty"))
     assert default_result_paths() == default_result_paths(reference=True)
@@ -62,7 +62,7 @@ def test_readers_fall_back_to_the_reference_set(tmp_path, monkeypatch):
 
 def test_report_takes_only_its_runs_machines_trainings(tmp_path, monkeypatch):
     """The default report mixed both reference machines' trainings in one table."""
-    from bench.results_data import default_training_paths
+    from bench.report.inputs import default_training_paths
 
     monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "empty"))
     machines = {p.parent.name for p in paths.REFERENCE_BENCH.glob("*/train-*.json")}

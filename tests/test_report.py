@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from bench import claims
-from bench.report import build
-from bench.results_data import load_run
+from bench.report import claims
+from bench.report.build import build
+from bench.report.inputs import load_run
 from implementations.experiment import step_flops
 from implementations.registry import TIERS
 

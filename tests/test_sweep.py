@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from bench import scaling_report, sweep
+from bench.report import scaling as scaling_report
+from bench.studies import sweep
 from implementations.experiment import step_flops
 
 

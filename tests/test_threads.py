@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from implementations import threads
-from implementations.cli import main
+from mnist_tiers.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 CORES = threads.available_cores()
@@ -78,7 +78,7 @@ def test_benchmark_threads_nonsense_is_a_usage_error(tmp_path, value, words):
 def test_train_more_threads_than_cores(tmp_path):
     """`train --threads 16` on fewer cores: a warning, the cores run, the JSON says so."""
     proc = subprocess.run(
-        [sys.executable, "-m", "implementations.cli", "train", "--tier", "numpy", "--limit",
+        [sys.executable, "-m", "mnist_tiers.cli", "train", "--tier", "numpy", "--limit",
          "1024", "--epochs", "1", "--threads", str(CORES + 14), "--json", "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

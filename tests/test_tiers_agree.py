@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from implementations.checks import assert_close, oracle_step, random_batch
+from implementations.checks import assert_close, random_batch
 from implementations.experiment import init_params
+from implementations.oracle import oracle_step
 from implementations.registry import TIERS, build_model
 
 LR = 0.1

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from implementations.cli import main
 from implementations.experiment import epoch_batches, init_params
+from implementations.models.torch_nn import TorchModel
 from implementations.registry import TIERS, build_model
-from implementations.torch_model import TorchModel
+from mnist_tiers.cli import main
 
 CUDA_TIERS = [t.name for t in TIERS.values() if t.device == "cuda"]
 

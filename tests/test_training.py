@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from implementations.cli import main
 from implementations.experiment import epoch_batches
 from implementations.training import DivergedError, train
+from mnist_tiers.cli import main
 
 
 def test_batch_order_is_shared_and_keeps_the_partial_batch():

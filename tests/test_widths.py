@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from implementations.checks import assert_close, oracle_step, random_batch
-from implementations.cli import main
+from implementations.checks import assert_close, random_batch
 from implementations.experiment import init_params
+from implementations.oracle import oracle_step
 from implementations.registry import TIERS, build_model
 from implementations.training import train
+from mnist_tiers.cli import main
 
 WIDTHS = (1, 5, 33, 300)
 LR = 0.1

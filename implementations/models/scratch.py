@@ -5,7 +5,7 @@ The network is driven op by op from Python; the kernels module decides how each 
 
 import numpy as np
 
-from implementations.model import PARAM_NAMES, Model
+from implementations.models.base import PARAM_NAMES, Model
 from implementations.validation import check_activation
 
 

@@ -1,7 +1,7 @@
 """The report's precision section: speed and accuracy per (tier, number format).
 
 From one benchmark run's "format train_step batch=B" and "format epoch batch=B" groups
-(bench/test_bench.py `test_format`): time per (tier, format), its speed-up over the same
+(bench/suite/test_bench.py `test_format`): time per (tier, format), its speed-up over the same
 tier in float32, and the deviation of one epoch's loss and weights from a float64 epoch;
 from the trainings, the 10-epoch test accuracy per format; from machine_info, what the CPU
 does with bfloat16 (its flags and a bfloat16 vs float32 matmul measured in the same run).

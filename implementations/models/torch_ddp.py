@@ -33,8 +33,8 @@ from multiprocessing.connection import wait
 import numpy as np
 
 from implementations.formats import numpy_dtype
-from implementations.model import Model
-from implementations.torch_model import to_numpy
+from implementations.models.base import Model
+from implementations.models.torch_nn import to_numpy
 from implementations.validation import check_activation
 
 HOST = "127.0.0.1"
@@ -84,7 +84,7 @@ class _Rank:
         import torch
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        from implementations.torch_model import MLP, Precision
+        from implementations.models.torch_nn import MLP, Precision
 
         self.rank, self.world = rank, world
         self.device = torch.device(f"cuda:{rank}" if device == "cuda" else "cpu")

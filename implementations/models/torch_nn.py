@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from implementations.formats import numpy_dtype
-from implementations.model import Model
+from implementations.models.base import Model
 from implementations.validation import check_activation
 
 LOADERS = ("resident", "dataloader")
@@ -23,7 +23,7 @@ COMPILE_MODE_NOTE = (
     "can save is launches: 'reduce-overhead' replays Inductor's fused kernels as CUDA graphs "
     "(cudagraph trees), the default mode launches them one by one, and 'max-autotune' spends "
     "its effort tuning matmuls too small to gain. This is the expectation, not yet a "
-    "measurement: bench/compile_modes.py, run by bench/gpu_check.sh, times the step in each "
+    "measurement: bench/studies/compile_modes.py, run by bench/gpu_check.sh, times the step in each "
     "mode on the GPU and the choice stands or falls by it.")
 
 

@@ -1,6 +1,6 @@
-"""`python -m bench.compile_modes` (run by bench/gpu_check.sh): which torch.compile mode makes
+"""`python -m bench.studies.compile_modes` (run by bench/gpu_check.sh): which torch.compile mode makes
 the CUDA train step fastest, measured, for torch-cuda-compile's choice
-(implementations.torch_model.COMPILE_MODE_NOTE).
+(implementations.models.torch_nn.COMPILE_MODE_NOTE).
 
 For eager and each mode in MODES: the compile time (the first steps at batch 64 and the
 last partial batch of 32), then the train step at batch 64 (median of 5 rounds of 200
@@ -35,10 +35,11 @@ def _time_step(model, x, y) -> float:
 
 def measure(out_path=None) -> dict:
     from implementations import paths
-    from implementations.checks import assert_close, oracle_step, random_batch
+    from implementations.checks import assert_close, random_batch
     from implementations.experiment import init_params
     from implementations.machine import machine_name
-    from implementations.torch_model import TorchModel
+    from implementations.models.torch_nn import TorchModel
+    from implementations.oracle import oracle_step
 
     params = init_params(0)
     x, y = random_batch(BATCH, 784, 10, seed=1)

@@ -6,7 +6,7 @@ from functools import cache
 import numba
 import numpy as np
 
-from implementations.model import Model
+from implementations.models.base import Model
 from implementations.validation import check_activation
 from kernels import numba_fused as nf
 

@@ -11,11 +11,12 @@ import importlib
 import numpy as np
 import pytest
 
-from bench.common import mean_seconds, record, timed, verify
-from bench.plugin import batch_sizes, suite_format, suite_hidden
-from implementations.checks import assert_close, oracle_step, product_atol, random_batch
+from bench.suite.common import mean_seconds, record, timed, verify
+from bench.suite.plugin import batch_sizes, suite_format, suite_hidden
+from implementations.checks import assert_close, product_atol, random_batch
 from implementations.experiment import D, K, epoch_batches, init_params, step_flops
 from implementations.formats import tolerance
+from implementations.oracle import oracle_step
 from implementations.registry import TIERS, build_model
 from kernels import vectorized as oracle
 
@@ -239,7 +240,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
         if mean:
             extra["allreduce_share"] = comm / mean
         if procs >= 2:
-            from implementations.ddp import fit_alpha_beta
+            from implementations.models.torch_ddp import fit_alpha_beta
 
             times = m.allreduce_times()
             alpha, bandwidth = fit_alpha_beta(times)

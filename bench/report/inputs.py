@@ -100,3 +100,20 @@ def breakdown_charts(reference: bool = False) -> dict[str, Path]:
     reference profiles."""
     found = paths.first_existing("*/breakdown.png", _roots(reference, paths.profiles_root))
     return {p.parent.name: p for p in found}
+
+
+def study_path(machine: str, reference: bool = False, name: str = "sweep.json") -> Path | None:
+    """The sweep of `machine` (or its other result file `name`): a user's
+    out/bench/<machine>/<name> if present, else the committed one (reference: only the
+    committed one)."""
+    roots = [paths.bench_root(True)] if reference else [paths.bench_root(False),
+                                                         paths.bench_root(True)]
+    for root in roots:
+        p = root / machine / name
+        if p.exists():
+            return p
+    return None
+
+
+def load_sweep(path) -> dict | None:
+    return json.loads(Path(path).read_text()) if path else None

@@ -50,8 +50,9 @@ SMALL_BATCH, SMALL_BATCH_LIMIT = 16, 6000
 def _check_step(name: str, model, x, y, dtype: str) -> None:
     """One train step of `model` against the float64 oracle: its loss and updated weights
     (AssertionError naming the tier and the array that differs)."""
-    from implementations.checks import assert_close, oracle_step
+    from implementations.checks import assert_close
     from implementations.formats import tolerance
+    from implementations.oracle import oracle_step
 
     params = model.weights()
     want = oracle_step(params, x, y, "relu", LR)
@@ -147,20 +148,3 @@ def alternate(tiers=TIERS, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int
     return out_path
 
 
-def section(path: Path | None) -> list[str]:
-    """The report's lines for an alternating.json (none if there is no such file)."""
-    if not path or not Path(path).exists():
-        return []
-    doc = json.loads(Path(path).read_text())
-    m = doc["machine"]
-    lines = [f"### Epochs alternating in one process ({doc['date']})", "",
-             f"{doc['runs']} rounds, one epoch of each tier per round, {doc['gap_seconds']:g} s "
-             f"apart (bench/alternating.py); medians; FLOP floor at the sgemm peak measured "
-             f"in the same run ({m['sgemm_gflops']} GFLOP/s), {m['threads']} threads.", "",
-             "| batch | samples | tier | median s | runs s | x FLOP floor | numpy / tier |",
-             "|---|---|---|---|---|---|---|"]
-    for r in doc["results"]:
-        lines.append(f"| {r['batch']} | {r['samples']} | {r['tier']} | {r['median_s']:.3f} | "
-                     + ", ".join(f"{t:.3f}" for t in r["runs_s"])
-                     + f" | {r['x_floor']:.2f} | {r['numpy_over_this']:.2f}x |")
-    return lines + [""]

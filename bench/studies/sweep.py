@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from implementations.checks import assert_close, oracle_step, random_batch
+from implementations.checks import assert_close, random_batch
 from implementations.experiment import D, K, init_params, step_flops
+from implementations.oracle import oracle_step
 
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 WIDTHS = (32, 128, 512, 2048)

@@ -1,4 +1,4 @@
-"""`python -m bench.gpu_floor` (run by bench/gpu_check.sh): the GPU tiers against what the
+"""`python -m bench.studies.gpu_floor` (run by bench/gpu_check.sh): the GPU tiers against what the
 hardware allows, and the GPU targets, in one run on a machine with a CUDA GPU.
 
 Measured in the same process:
@@ -9,7 +9,7 @@ Measured in the same process:
   alternating, after a warm-up epoch), next to numpy's on this machine's cores;
 - each epoch's floor from its own launch count: numba-cuda-fused one launch + 2 grid syncs
   per step; numba-cuda LAUNCHES_PER_STEP kernels and ALLOCATIONS_PER_STEP allocations per
-  step (implementations.gpu_models, counted by a test); the torch tiers the CUDA kernels
+  step (implementations.models.numba_cuda, counted by a test); the torch tiers the CUDA kernels
   torch.profiler sees in one step, each at the eager launch cost, or at a graph node's cost
   for the graph tiers (torch-cuda-graph, and torch-cuda-compile in mode reduce-overhead,
   whose optimizer step is counted at the node cost too, so its floor is a lower bound);
@@ -102,7 +102,7 @@ def torch_kernels_per_step(model, x, y) -> int:
 
 
 def floor_seconds(tier: str, steps: int, floor: dict, kernels: int | None) -> float:
-    from implementations.gpu_models import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
+    from implementations.models.numba_cuda import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
 
     us = {"numba-cuda-fused": floor["numba_launch_us"] + 2 * steps * floor["grid_sync_us"],
           "numba-cuda": steps * (LAUNCHES_PER_STEP * floor["numba_launch_us"]
@@ -223,41 +223,6 @@ def verdicts(tiers: dict) -> list[dict]:
     return out
 
 
-def section(path) -> list[str]:
-    """The report's lines for a gpu-floor.json (none if there is no such file)."""
-    from pathlib import Path
-
-    if not path or not Path(path).exists():
-        return []
-    doc = json.loads(Path(path).read_text())
-    f = doc["launch_floor"]
-    if "error" in f:
-        f = {k: float("nan") for k in ("numba_launch_us", "numba_alloc_us", "grid_sync_us",
-                                       "torch_launch_us", "graph_node_us")} | {
-            "multiprocessors": "?"}
-    lines = [f"### GPU epochs against the launch floor ({doc['date']})", "",
-             f"Measured in the same run (bench/gpu_floor.py): an empty Numba launch "
-             f"{f['numba_launch_us']:.2f} us, a Numba allocation {f['numba_alloc_us']:.2f} us, "
-             f"one grid sync {f['grid_sync_us']:.2f} us ({f['multiprocessors']} blocks), an "
-             f"empty torch launch {f['torch_launch_us']:.2f} us, a CUDA-graph node "
-             f"{f['graph_node_us']:.3f} us. Epoch at batch {doc['batch']}, median of "
-             f"{RUNS}, TF32 off.", "",
-             "| tier | epoch ms | floor ms | x floor | kernels/step | loss vs numpy "
-             "(2000 samples) | accuracy vs numpy (1 epoch) |", "|---|---|---|---|---|---|---|"]
-    for t, r in doc["tiers"].items():
-        lines.append(f"| {t} | {1e3 * r['epoch_s']:.2f} | "
-                     + (f"{1e3 * r['floor_s']:.2f} | {r['x_floor']:.1f}" if "floor_s" in r
-                        else "- | -")
-                     + f" | {r.get('kernels_per_step', '-')} | {r['loss_rel_diff']:.1e} | "
-                     f"{r['accuracy_diff_points']:+.2f} |")
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {v['target']} | {v['value']} | {'yes' if v['met'] else 'NO'} |"
-              for v in doc["verdicts"]]
-    for t, why in doc.get("skipped", {}).items():
-        lines.append(f"\n{t} did not run: {why}")
-    return lines + [""]
-
-
 def main() -> int:
     from implementations.registry import TIERS
 
@@ -267,8 +232,8 @@ def main() -> int:
         return 2
     doc = measure()
     print(f"gpu_floor: {doc['path']}")
-    for line in section(doc["path"]):
-        print(line)
+    for v in doc["verdicts"]:
+        print(f"  {'met' if v['met'] else 'NOT MET'}: {v['target']}: {v['value']}")
     return 0
 
 

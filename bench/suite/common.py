@@ -35,7 +35,7 @@ def record(benchmark, *, tier: str, device: str, batch: int, flops: int | None,
     from implementations.threads import current_threads
 
     info = benchmark.extra_info
-    from bench.plugin import suite_hidden
+    from bench.suite.plugin import suite_hidden
 
     info.update(tier=tier, device=device, batch=batch, correct=True, hidden=suite_hidden(),
                 threads=current_threads(), **extra)

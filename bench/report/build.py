@@ -11,22 +11,20 @@ import html
 import re
 from pathlib import Path
 
-from bench import (
-    alternating,
-    ddp_report,
-    gpu_floor,
-    plots,
-    precision_report,
-    scaling_report,
-)
-from bench import claims as claims_mod
-from bench.results_data import (
+from bench.report import alternating, gpu, plots
+from bench.report import claims as claims_mod
+from bench.report import ddp as ddp_report
+from bench.report import precision as precision_report
+from bench.report import scaling as scaling_report
+from bench.report.inputs import (
     RESULTS,
     breakdown_charts,
     default_result_paths,
     default_training_paths,
     load_run,
+    load_sweep,
     load_trainings,
+    study_path,
 )
 from implementations.experiment import step_flops
 
@@ -206,7 +204,7 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     comparable = [t for t in trainings if t.get("hidden", 128) == 128
                   and t.get("dtype", "float32") == "float32"]
     claims = claims_mod.all_claims(runs, comparable, TIERS.values())
-    sweeps = {run.name: scaling_report.load_sweep(scaling_report.sweep_path(run.name, reference))
+    sweeps = {run.name: load_sweep(study_path(run.name, reference))
               for run in runs}
     for run in runs:
         md += scaling_report.summary(run, sweeps[run.name], claims)
@@ -226,10 +224,8 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
             for g in run.groups(f"{p} "):
                 md += pass_table(run, g)
         md += epoch_table(run)
-        md += alternating.section(scaling_report.sweep_path(run.name, reference,
-                                                            "alternating.json"))
-        md += gpu_floor.section(scaling_report.sweep_path(run.name, reference,
-                                                          "gpu-floor.json"))
+        md += alternating.section(study_path(run.name, reference, "alternating.json"))
+        md += gpu.section(study_path(run.name, reference, "gpu-floor.json"))
         md += matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)

@@ -1,6 +1,6 @@
 """The benchmark suite's pytest plugin: options, markers, thread set-up and machine info.
 
-Registered for every pytest run of this project (`-p bench.plugin` in pyproject's addopts),
+Registered for every pytest run of this project (`-p bench.suite.plugin` in pyproject's addopts),
 so its options work as written whatever paths are given: `pytest --benchmark-only
 --threads 1` as well as `pytest bench --threads 1`. Problems with the options are usage
 errors before anything is collected or timed.

@@ -42,8 +42,8 @@ def positive_number(text: str) -> float:
 
 
 def batch_size_list(text: str) -> list[int]:
-    """An argparse type: comma-separated whole numbers >= 1 (bench.plugin's rule)."""
-    from bench.plugin import parse_batch_sizes
+    """An argparse type: comma-separated whole numbers >= 1 (bench.suite.plugin's rule)."""
+    from bench.suite.plugin import parse_batch_sizes
 
     try:
         return list(parse_batch_sizes(text))
@@ -142,7 +142,7 @@ def _cmd_profile(args) -> int:
 
 
 def _cmd_alternate(args) -> int:
-    from bench.alternating import alternate
+    from bench.studies.alternating import alternate
 
     path = alternate(args.tier or ["numba-fused"], batch_sizes=args.batch_sizes,
                      runs=args.runs, limit=args.limit, reference=args.reference)
@@ -156,7 +156,7 @@ def _cmd_alternate(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from bench.sweep import sweep
+    from bench.studies.sweep import sweep
 
     path = sweep(args.tier or None, quick=args.quick, reference=args.reference,
                  progress=not args.no_progress, dtype=args.dtype)
@@ -171,7 +171,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from bench.report import build
+    from bench.report.build import build
 
     md = build(args.results, args.train, args.out, reference=args.reference)
     print(f"report: {md}\n        {md.with_suffix('.html')}")

@@ -2,7 +2,7 @@
 
 Summary: the fastest tier per batch size and device in the benchmark run (its ratio to NumPy
 and % of peak), each tier's cost-model line from the sweep, and the claim verdicts as a table.
-Scaling (bench/sweep.py's JSON): (a) time per sample vs batch, log-log, at H = 128 and 2048;
+Scaling (bench/studies/sweep.py's JSON): (a) time per sample vs batch, log-log, at H = 128 and 2048;
 (b) the winner of each (batch, H) cell with its speed-up over the runner-up; (c) achieved
 GFLOP/s vs FLOPs per step with the fitted cost models; (d) memory per step vs batch against
 the analytic minimum; (e) the cost-model table with the cells it misses and the crossovers.
@@ -10,13 +10,11 @@ Accuracy vs width: 10-epoch test accuracy of trainings at several widths next to
 published test errors of two-layer networks on MNIST.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from bench import plots
-from implementations import paths
+from bench.report import plots
 
 # Published test errors of 784-H-10 networks on MNIST (H: error %, source)
 PUBLISHED = [
@@ -29,23 +27,6 @@ WHY_DIFFERENT = (
     "SGD (lr 0.1, batch 64, ReLU, softmax cross-entropy, Glorot init, no schedule, no "
     "regularization), where LeCun et al. trained with mean-squared error on sigmoid-type "
     "units and Simard et al. trained far longer on elastically distorted digits.")
-
-
-def sweep_path(machine: str, reference: bool = False, name: str = "sweep.json") -> Path | None:
-    """The sweep of `machine` (or its other result file `name`): a user's
-    out/bench/<machine>/<name> if present, else the committed one (reference: only the
-    committed one)."""
-    roots = [paths.bench_root(True)] if reference else [paths.bench_root(False),
-                                                         paths.bench_root(True)]
-    for root in roots:
-        p = root / machine / name
-        if p.exists():
-            return p
-    return None
-
-
-def load_sweep(path) -> dict | None:
-    return json.loads(Path(path).read_text()) if path else None
 
 
 # --- the summary ------------------------------------------------------------------------

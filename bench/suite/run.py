@@ -23,6 +23,8 @@ import pytest
 from implementations import paths
 from implementations.machine import machine_name
 
+SUITE = Path(__file__).resolve().parent  # bench/suite: the benchmark modules
+
 
 def strip_raw_timings(path: Path) -> None:
     """Drop every round's raw time (stats.data): the statistics stay, the file goes from
@@ -35,7 +37,7 @@ def strip_raw_timings(path: Path) -> None:
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Our own options (--reference, --benchmark-json) apart from pytest's."""
-    p = argparse.ArgumentParser(prog="python -m bench.run", add_help=False,
+    p = argparse.ArgumentParser(prog="python -m bench.suite.run", add_help=False,
                                 allow_abbrev=False)
     p.add_argument("--reference", action="store_true")
     p.add_argument("--benchmark-json", type=Path, default=None)
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     tmp = final.with_name(f".{final.name}.partial")
     history = paths.autosave_dir(machine_name())
     tmp.unlink(missing_ok=True)
-    code = pytest.main(["bench", "--benchmark-only", f"--benchmark-json={tmp}",
+    code = pytest.main([str(SUITE), "--benchmark-only", f"--benchmark-json={tmp}",
                         "--benchmark-autosave", f"--benchmark-storage=file://{history}",
                         "--benchmark-columns=min,median,mean,stddev,rounds",
                         "--benchmark-sort=mean", "-q", *rest])

@@ -1,9 +1,9 @@
 """The report's data-parallel section: does DDP pay here, where would it, on N machines.
 
-Everything comes from one benchmark run's "ddp epoch batch=B" groups (bench/test_bench.py
+Everything comes from one benchmark run's "ddp epoch batch=B" groups (bench/suite/test_bench.py
 `test_ddp_epoch`): torch-cpu with all cores, torch-ddp with W = 1 and W = 2 processes, rank
 0's all-reduce seconds, and the all-reduce times of W = 2 for the alpha-beta model
-(implementations.ddp.fit_alpha_beta, ring_allreduce_seconds).
+(implementations.models.torch_ddp.fit_alpha_beta, ring_allreduce_seconds).
 
 The projection (labelled as such in the report): a step of global batch B on N machines,
 each as fast as one process here, takes
@@ -14,8 +14,8 @@ step_flops). DDP on N machines pays when F(B) / R (1 - 1/N) > t_allreduce(N), i.
 B* = N / (N - 1) * R * t_allreduce(N) / (F per sample).
 """
 
-from implementations.ddp import fit_alpha_beta, gradient_bytes, ring_allreduce_seconds
 from implementations.experiment import D, H, K, step_flops
+from implementations.models.torch_ddp import fit_alpha_beta, gradient_bytes, ring_allreduce_seconds
 
 MACHINES = (1, 2, 4, 8, 16)
 WIDTHS = (128, 512, 2048, 8192)

@@ -5,11 +5,11 @@ epoch; weights and gradients are read back as NumPy arrays for the cross-tier ch
 
 import numpy as np
 
-from implementations.model import Model
-from implementations.scratch import ScratchMLP
+from implementations.models.base import Model
+from implementations.models.scratch import ScratchMLP
 from implementations.validation import check_activation
 
-# what one numba-cuda train step costs at launch level (bench/gpu_floor.py's floor), counted
+# what one numba-cuda train step costs at launch level (bench/studies/gpu_floor.py's floor), counted
 # by tests/cuda_checks.py: the batch gather, the forward (2 GEMMs, the activation,
 # softmax-CE), the backward (3 GEMMs, 2 column sums, the activation's backward) and 4 SGD
 # updates; and the device arrays those calls allocate (their outputs, the loss included)

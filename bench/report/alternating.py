@@ -1,0 +1,24 @@
+"""The report's section on epochs alternating in one process (bench/studies/alternating.py's
+alternating.json)."""
+
+import json
+from pathlib import Path
+
+
+def section(path: Path | None) -> list[str]:
+    """The report's lines for an alternating.json (none if there is no such file)."""
+    if not path or not Path(path).exists():
+        return []
+    doc = json.loads(Path(path).read_text())
+    m = doc["machine"]
+    lines = [f"### Epochs alternating in one process ({doc['date']})", "",
+             f"{doc['runs']} rounds, one epoch of each tier per round, {doc['gap_seconds']:g} s "
+             f"apart (bench/studies/alternating.py); medians; FLOP floor at the sgemm peak measured "
+             f"in the same run ({m['sgemm_gflops']} GFLOP/s), {m['threads']} threads.", "",
+             "| batch | samples | tier | median s | runs s | x FLOP floor | numpy / tier |",
+             "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        lines.append(f"| {r['batch']} | {r['samples']} | {r['tier']} | {r['median_s']:.3f} | "
+                     + ", ".join(f"{t:.3f}" for t in r["runs_s"])
+                     + f" | {r['x_floor']:.2f} | {r['numpy_over_this']:.2f}x |")
+    return lines + [""]
