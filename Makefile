@@ -47,11 +47,14 @@ alternate-reference: $(STAMP)
 	$(VENV)/bin/mnist-tiers alternate --reference
 
 # 10-epoch training runs of every fast CPU tier, saved for the report's accuracy curves
-REF_TIERS ?= numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp
+# (each default is the registry's, read when the recipe runs, after set-up; override on the
+# command line, e.g. make train-reference REF_TIERS="numpy numba")
+REGISTRY = $(PY) -c "from implementations import registry as r; print($(1))"
+REF_TIERS ?= $(shell $(call REGISTRY,' '.join(r.names(r.select(device='cpu', fast=True)))))
 # ... and in other number formats (tier:format), for the report's precision table
-REF_FORMATS ?= numpy:float64 torch-cpu:bfloat16
+REF_FORMATS ?= $(shell $(call REGISTRY,' '.join(f'{t}:{f}' for t, f in r.REFERENCE_FORMATS)))
 # ... and the fastest CPU tier at other widths, for the report's accuracy-vs-width table
-WIDTH_TIER ?= numba-fused
+WIDTH_TIER ?= $(shell $(call REGISTRY,r.WIDTH_STUDY))
 REF_WIDTHS ?= 32 300 800
 train-reference: $(STAMP)
 	@dir=bench/results/$$($(PY) -c "from implementations.machine import machine_name as m; print(m())"); \

@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 if ! reason=$($py -c "
-from implementations.registry import TIERS
-r = TIERS['torch-cuda'].unavailable_reason
+from implementations import probes
+r = probes.cuda_gpu()
 print(r or '')
 raise SystemExit(1 if r else 0)" 2>&1); then
   echo "gpu_check: nothing to run without a usable CUDA GPU: ${reason:-$py cannot import the project}"
@@ -42,7 +42,12 @@ pack() {  # the results so far, in the committed layout (after every step: a run
     "$OUT/gpu-results.tgz"
   rm -rf "$dir"
 }
-GPU_TIERS="torch-cuda torch-cuda-graph torch-cuda-compile numba-cuda numba-cuda-fused"
+# the tiers come from the registry: the GPU tiers with a launch-floor model (one GPU), and
+# those whose compilation takes a minute (a longer training limit, no profile)
+GPU_TIERS=$($py -c "from implementations.registry import names, select
+print(' '.join(names(select(device='cuda', launch_floor=True))))")
+SLOW_COMPILE=" $($py -c "from implementations.registry import TIERS
+print(' '.join(t.name for t in TIERS.values() if t.slow_compile))") "
 status=0
 summary=()
 step() {  # step SECONDS LABEL COMMAND...: run with a time limit, remember the outcome
@@ -64,7 +69,7 @@ gpu_check on $machine: the plan (about 7 minutes; each step's time limit in brac
      cases of the suites that compare every tier with the float64 oracle      [60 s each]
   2. one 10-epoch training of each GPU tier: $GPU_TIERS   [30 s each, compile 60 s]
   3. the GPU targets: launch floor, epochs against it, agreement with numpy        [80 s]
-  4. torch.compile modes for torch-cuda-compile's choice                            [50 s]
+  4. torch.compile modes for the compiled CUDA tier's choice                        [50 s]
   5. the benchmark suite (--quick: every tier at batch 64, the CPU tiers on this
      machine's cores in the same run; the epochs are step 3's)                      [90 s]
   6. phase breakdowns and torch.profiler traces of the GPU tiers but the compiled
@@ -72,7 +77,7 @@ gpu_check on $machine: the plan (about 7 minutes; each step's time limit in brac
   7. the report, then the results packed into $OUT/gpu-results.tgz                 [20 s]
 PLAN
 { $py -c "import torch, numba, numpy; print('torch', torch.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__)"
-  $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null
+  $py -c "import numba_cuda; print('numba_cuda', numba_cuda.__version__)" 2>/dev/null
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   $py -m mnist_tiers.cli tiers
   # what the later steps import, checked now rather than failing late
@@ -101,7 +106,7 @@ print(f\"   {d['tier']}: test accuracy {100 * d['test_accuracy'][-1]:.2f}% after
 }
 export -f train  # so that `timeout` (a separate program) can run it through bash
 for t in $GPU_TIERS; do
-  limit=30; [ "$t" = torch-cuda-compile ] && limit=60
+  limit=30; [[ "$SLOW_COMPILE" == *" $t "* ]] && limit=60
   step $limit "train $t" bash -c 'train "$1"' _ "$t"
 done
 step 80 "GPU targets" $py -m bench.studies.gpu_floor
@@ -110,7 +115,7 @@ step 50 "compile modes" $py -m bench.studies.compile_modes
 step 90 "benchmarks" $py -m bench.suite.run --quick --benchmark-max-time=0.1 \
   --benchmark-min-rounds=3 --benchmark-json "$BENCH/latest.json"
 prof_args=(); for t in $GPU_TIERS; do
-  [ "$t" = torch-cuda-compile ] || prof_args+=(--tier "$t"); done
+  [[ "$SLOW_COMPILE" == *" $t "* ]] || prof_args+=(--tier "$t"); done
 step 40 "profiles" $py -m mnist_tiers.cli profile "${prof_args[@]}" --no-scalene
 step 20 "report" $py -m mnist_tiers.cli report --results "$BENCH/latest.json" --out "$BENCH"
 

@@ -369,3 +369,25 @@ def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1]."""
     images = np.asarray(images)
     return (images.reshape(images.shape[0], -1).astype(np.float32)) / np.float32(255.0)
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """MNIST ready for the network: x_train (N, 784) float32 in [0, 1], y_train (N,) int64
+    labels 0..9, x_test (10000, 784), y_test (10000,); N = 60000 or the limit asked for."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def training_arrays(data_dir: str | os.PathLike | None = None,
+                    limit: int | None = None) -> Arrays:
+    """The one way every tier, study and profile gets MNIST as arrays: load_mnist (checked)
+    then normalize; `limit` keeps the first `limit` training samples."""
+    mn = load_mnist(data_dir)
+    x, y = normalize(mn.train_images), mn.train_labels.astype(np.int64)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return Arrays(x, y, normalize(mn.test_images), mn.test_labels.astype(np.int64))

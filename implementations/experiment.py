@@ -5,6 +5,8 @@ The network's sizes, the seeded initial weights and the seeded per-epoch batch o
 
 import numpy as np
 
+from implementations import settings
+
 D, H, K = 784, 128, 10  # inputs, hidden units, classes
 ACTIVATIONS = ("relu", "sigmoid")
 
@@ -34,8 +36,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     A seeded permutation of range(n) cut into batches of batch_size; the last partial batch
     (60000 = 937 x 64 + 32) is kept as a smaller batch, in every tier.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    settings.check("batch_size", batch_size)
     perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 

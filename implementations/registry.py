@@ -1,18 +1,66 @@
-"""The one registry of tiers. CLI, tests, benchmarks, profiles and the report all read it.
+"""The one registry of tiers: every fact about a tier that other code needs lives here.
 
-Adding a tier = one `Tier(...)` entry below plus its code.
+The CLI, the tests, the benchmark suite, the studies, the profiles and the report ask a
+tier's entry (device, family, baseline, formats, loaders, processes, too-slow sizes, profile
+settings, GPU launch-floor model) instead of testing its name; `select` picks tiers by those
+facts, and `resolve` is the one way from a name (and the options asked for) to a usable tier,
+raising TierError with one message form.
+
+Adding a tier = one `Tier(...)` entry in _ENTRIES plus its code (a kernels module for a
+from-scratch tier, or a Model subclass under implementations/models/).
 """
 
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+
+from implementations import probes
+from implementations.formats import get_format, numpy_dtype
+
+
+class TierError(ValueError):
+    """A tier that is unknown, unavailable here, or asked for something it does not
+    support. The message names the tier, the problem, and what to use instead."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How `mnist-tiers profile` runs a tier (profiles/): train steps at batch 64 for the
+    phase breakdown after `warmup` untimed ones, steps under tracemalloc for the memory
+    figures, and steps under scalene's 10 ms sampling (~2-4 s of work)."""
+
+    steps: int = 200
+    warmup: int = 10
+    memory_steps: int = 5
+    scalene_steps: int = 3000
+
+
+# loops takes ~1.5 s a step at batch 64 and has nothing to warm up; tracemalloc slows
+# Python-heavy code severalfold
+SLOW_PROFILE = Profile(steps=5, warmup=1, memory_steps=1, scalene_steps=3)
+
+# GPU launch-floor models (bench/studies/gpu_floor.py): the least time an epoch's launches
+# take, from costs measured in the same run
+LAUNCH_FLOORS = {
+    "persistent-kernel": "one launch per epoch and 2 grid syncs per step",
+    "kernel-per-op": "LAUNCHES_PER_STEP Numba launches and ALLOCATIONS_PER_STEP "
+                     "allocations per step",
+    "eager": "the CUDA kernels torch.profiler sees in one step, each at an eager launch's cost",
+    "graph": "the CUDA kernels torch.profiler sees in one step, each at a graph node's cost",
+}
 
 
 @dataclass(frozen=True)
 class Tier:
-    """name: the CLI's --tier value; device: "cpu" or "cuda"; kernels: dotted module path
-    of its kernel-contract module (None for tiers without one); build(params, activation)
-    -> Model; check() -> None when usable here, else the reason why not."""
+    """One way of executing the network.
+
+    name: the CLI's --tier value; description: one line, what changed from the tier before;
+    device: "cpu" or "cuda"; build(params, activation, **options) -> Model (compiled and
+    warmed where the tier needs it); kernels: dotted path of its kernel-contract module (None
+    for tiers without one); check() -> None when usable here, else the reason (cached);
+    note() -> an extra word for `mnist-tiers tiers` (or None).
+    """
 
     name: str
     description: str
@@ -20,20 +68,37 @@ class Tier:
     build: Callable
     kernels: str | None = None
     check: Callable[[], str | None] = lambda: None
-    fast: bool = True  # False: too slow for full epochs (loops)
-    processes: bool = False  # True: runs in several worker processes (--procs)
-    loaders: tuple[str, ...] = ("resident",)  # how batches reach it (--loader)
-    formats: tuple[str, ...] = ("float32",)  # number formats (--dtype), see formats.py
-    formats_note: str = ""  # how it computes in them, when that needs saying
-    # whose allocator holds its step's arrays: "numpy" (tracemalloc sees them), "torch"
-    # (a caching allocator neither tracemalloc nor the RSS high-water mark sees once warm)
-    # or "numba-cuda" (device arrays; no peak counter, see profiles.breakdown.memory)
-    allocator: str = "numpy"
     note: Callable[[], str | None] = lambda: None
+    # "scratch": our own arithmetic (kernels/); "framework": a library's (PyTorch)
+    family: str = "scratch"
+    framework: str | None = None  # the library under a framework tier: "torch"
+    # the tier this one is compared with in the report's crossovers: the one it improves on
+    baseline: str | None = None
+    processes: bool = False  # runs in several worker processes (procs option, --procs)
+    loaders: tuple[str, ...] = ("resident",)  # how batches reach it (loader option)
+    formats: tuple[str, ...] = ("float32",)  # number formats (dtype option), see formats.py
+    formats_note: str = ""  # how it computes in them, when that needs saying
+    # whose allocator holds its step's arrays: "traced" (NumPy's: tracemalloc sees them),
+    # "torch" (a caching allocator neither tracemalloc nor the RSS high-water mark sees once
+    # warm) or "numba-device" (Numba CUDA device arrays; no peak counter, see
+    # profiles.breakdown.memory)
+    allocator: str = "traced"
+    # False: too slow for full epochs; the suite times it on EPOCH_SAMPLES samples, at most
+    # max_batch per call, and the sweep skips cells estimated above SLOW_CELL_SECONDS at
+    # `flops_per_second` (its measured rate here)
+    fast: bool = True
+    max_batch: int | None = None
+    epoch_samples: int | None = None
+    flops_per_second: float | None = None
+    profile: Profile = field(default_factory=Profile)
+    # its compilation takes about a minute (torch.compile's Inductor): bench/gpu_check.sh
+    # gives its training a longer limit and leaves it out of the profiles
+    slow_compile: bool = False
+    launch_floor: str | None = None  # a key of LAUNCH_FLOORS (GPU tiers that have one)
 
     @property
     def unavailable_reason(self) -> str | None:
-        return _reason(self.name)
+        return _reason(self)
 
     @property
     def available(self) -> bool:
@@ -44,24 +109,35 @@ class Tier:
         """float32 where the tier has it, else its only format (loops: float64)."""
         return "float32" if "float32" in self.formats else self.formats[0]
 
-    def check_format(self, name: str) -> str:
-        """`name` if this tier computes in it; a ValueError naming what it supports."""
-        from implementations.formats import get_format
-
+    def check_format(self, name: str | None) -> str:
+        """The format to compute in: `name` (None: the default) if this tier computes in it;
+        TierError naming what it supports otherwise (ValueError for an unknown format)."""
+        if name is None:
+            return self.default_format
         get_format(name)
         if name not in self.formats:
             how = f" ({self.formats_note})" if self.formats_note else ""
-            raise ValueError(f"tier {self.name!r} does not compute in {name}; it supports "
-                             f"{', '.join(self.formats)}{how}")
+            raise TierError(f"tier {self.name!r} does not compute in {name}; it supports "
+                            f"{', '.join(self.formats)}{how}")
         return name
+
+    def too_slow_for(self, batch: int) -> str | None:
+        """Why a call at `batch` samples is not timed for this tier, else None."""
+        if self.max_batch is not None and batch > self.max_batch:
+            return (f"{self.name} at batch {batch} takes too long per call; its per-sample "
+                    f"rate is measured at batch {self.max_batch}")
+        return None
+
+
+SLOW_CELL_SECONDS = 2.0
 
 
 @cache
-def _reason(name: str) -> str | None:
-    return TIERS[name].check()
+def _reason(tier: Tier) -> str | None:
+    return tier.check()
 
 
-def _warmed(build):
+def warmed(build):
     """Wrap a builder so the model is compiled/warmed (timed apart) before it is returned."""
 
     def warmed_build(params, activation="relu", **options):
@@ -75,212 +151,206 @@ def _warmed(build):
     return warmed_build
 
 
-def _scratch(kernels_module: str, name: str):
-    def build(params, activation="relu", dtype="float32", **options):
-        import importlib
+def scratch_model(kernels_module: str, name: str):
+    """A ScratchMLP over `kernels_module`, driven op by op from Python."""
 
-        from implementations.formats import numpy_dtype
+    def build(params, activation="relu", dtype="float32", **options):
         from implementations.models.scratch import ScratchMLP
 
         if options:
-            raise ValueError(f"tier {name!r} takes no options, got {sorted(options)}")
-
+            raise TierError(f"tier {name!r} takes no options, got {sorted(options)}")
         return ScratchMLP(importlib.import_module(kernels_module), params, activation,
                           numpy_dtype(dtype), name)
 
     return build
 
 
-def _lazy(module: str, cls: str, **kw):
-    def build(params, activation="relu", **options):
-        import importlib
+def model_class(module: str, cls: str, name: str, **kw):
+    """The Model class `cls` of implementations.models.`module`, imported when built (the
+    torch and CUDA models import their libraries, seconds that `mnist-tiers tiers` and a
+    NumPy-only run should not pay)."""
 
-        return getattr(importlib.import_module(module), cls)(params, activation, **kw, **options)
+    def build(params, activation="relu", **options):
+        model_class = getattr(importlib.import_module(f"implementations.models.{module}"), cls)
+        return model_class(params, activation, name=name, **kw, **options)
 
     return build
-
-
-def _cuda_reason() -> str | None:
-    try:
-        import torch
-    except ImportError as exc:
-        return f"torch is not importable: {exc}"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU here (torch.cuda.is_available() is False)"
-    try:  # a GPU that is listed but cannot run this build's kernels is no GPU for us
-        torch.ones(8, device="cuda").sum().item()
-    except RuntimeError as exc:
-        return f"the CUDA GPU cannot run a PyTorch kernel: {str(exc).splitlines()[0]}"
-    return None
-
-
-def _cpp_compiler_reason() -> str | None:
-    """torch.compile on the CPU (Inductor) builds C++: find the compiler torch would use and
-    compile a tiny program with it."""
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    try:
-        from torch._inductor import exc
-        from torch._inductor.cpp_builder import get_cpp_compiler
-    except ImportError as err:
-        return f"torch.compile (Inductor) is not importable: {err}"
-    try:
-        cxx = get_cpp_compiler()
-    except exc.InvalidCxxCompiler as err:
-        return (f"torch.compile needs a working C++ compiler and found none ({err}); "
-                f"install g++ or point the CXX environment variable at one")
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "probe.cpp"
-        src.write_text("#include <cmath>\nint main() { return int(std::sqrt(0.0)); }\n")
-        try:
-            proc = subprocess.run([cxx, str(src), "-o", str(Path(tmp) / "probe")],
-                                  capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.SubprocessError) as err:
-            return f"the C++ compiler {cxx} that torch.compile would use does not run: {err}"
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return (f"the C++ compiler {cxx} that torch.compile would use cannot build a test "
-                f"program: {last}")
-    return None
-
-
-def _numba_cuda_reason() -> str | None:
-    """None when Numba CUDA runs a kernel on a real GPU here (the simulator does not
-    count), else why not."""
-    try:
-        from kernels import _cuda
-    except ImportError as exc:
-        return (f"numba-cuda is not importable ({exc}); install it with "
-                f"pip install 'numba-cuda[cu13]'")
-    return _cuda.unavailable_reason()
-
-
-def _numba_cuda_grid_sync_reason() -> str | None:
-    """_numba_cuda_reason, and a cooperative kernel with a grid sync links and runs."""
-    reason = _numba_cuda_reason()
-    if reason:
-        return reason
-    from kernels import _cuda
-
-    return _cuda.grid_sync_reason()
-
-
-def _torch_compile_cuda_reason() -> str | None:
-    """torch.compile on CUDA (Inductor) generates Triton kernels: a GPU and Triton."""
-    reason = _cuda_reason()
-    if reason:
-        return reason
-    try:
-        import triton  # noqa: F401
-    except ImportError as exc:
-        return f"torch.compile on CUDA needs Triton, which is not importable: {exc}"
-    return None
-
-
-def _multi_gpu_reason() -> str | None:
-    reason = _cuda_reason()
-    if reason:
-        return reason
-    import torch
-
-    n = torch.cuda.device_count()
-    return None if n >= 2 else f"needs at least 2 CUDA GPUs (one per rank), found {n}"
-
-
-def _numba_cache_note() -> str | None:
-    from kernels import _jit
-
-    return None if _jit.CACHE else _jit.CACHE_STATUS
 
 
 TORCH_LOADERS = ("resident", "dataloader")  # batches from resident tensors, or a DataLoader
 CPU_TORCH_FORMATS = ("float32", "float64", "bfloat16")
 GPU_FORMATS = ("float32", "tf32", "bfloat16", "float16")
 AUTOCAST_NOTE = "bfloat16/float16 by autocast with float32 master weights"
+TORCH = {"family": "framework", "framework": "torch", "allocator": "torch"}
 
 _ENTRIES = [
     Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
-         "cpu", _scratch("kernels.loops", "loops"), "kernels.loops", fast=False,
+         "cpu", scratch_model("kernels.loops", "loops"), "kernels.loops", fast=False,
+         max_batch=64, epoch_samples=256, flops_per_second=5e7, profile=SLOW_PROFILE,
          formats=("float64",), formats_note="it computes with Python floats, which are "
          "float64"),
     Tier("numpy", "vectorized over the batch with NumPy (BLAS matmuls, array expressions).",
-         "cpu", _scratch("kernels.vectorized", "numpy"), "kernels.vectorized",
-         formats=("float32", "float64")),
+         "cpu", scratch_model("kernels.vectorized", "numpy"), "kernels.vectorized",
+         baseline="loops", formats=("float32", "float64")),
     Tier("numba", "the loop algorithms compiled with @njit; parallel prange and cache-blocked "
-         "kernels of our own (no BLAS).", "cpu", _warmed(_scratch("kernels.numba_cpu", "numba")),
-         "kernels.numba_cpu", note=_numba_cache_note, formats=("float32", "float64"),
-         formats_note="the same kernels, specialized per dtype"),
+         "kernels of our own (no BLAS).", "cpu",
+         warmed(scratch_model("kernels.numba_cpu", "numba")), "kernels.numba_cpu",
+         note=probes.numba_cache_note, baseline="numpy",
+         formats=("float32", "float64"), formats_note="the same kernels, specialized per dtype"),
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
-         _warmed(_lazy("implementations.models.numba_fused", "NumbaFusedMLP")), note=_numba_cache_note,
-         formats=("float32", "float64"), formats_note="the same kernels, specialized per dtype"),
+         warmed(model_class("numba_fused", "NumbaFusedMLP", "numba-fused")),
+         note=probes.numba_cache_note, baseline="numpy", formats=("float32", "float64"),
+         formats_note="the same kernels, specialized per dtype"),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
-         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cpu",
-                       name="torch-cpu")), loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,
-         formats_note=AUTOCAST_NOTE, allocator="torch"),
+         warmed(model_class("torch_nn", "TorchModel", "torch-cpu", device="cpu")),
+         baseline="numpy", loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,
+         formats_note=AUTOCAST_NOTE, **TORCH),
     Tier("torch-cpu-compile", "the same under torch.compile.", "cpu",
-         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cpu",
-                       compile=True, name="torch-cpu-compile")), check=_cpp_compiler_reason,
-         loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
-         allocator="torch"),
+         warmed(model_class("torch_nn", "TorchModel", "torch-cpu-compile", device="cpu",
+                        compile=True)), check=probes.cpp_compiler, baseline="torch-cpu",
+         slow_compile=True,
+         loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE, **TORCH),
     Tier("torch-ddp", "the same split across processes with DistributedDataParallel (gloo).",
-         "cpu", _warmed(_lazy("implementations.models.torch_ddp", "DDPModel", name="torch-ddp")),
-         processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE,
-         allocator="torch"),
+         "cpu", warmed(model_class("torch_ddp", "DDPModel", "torch-ddp")), baseline="torch-cpu",
+         processes=True, formats=CPU_TORCH_FORMATS, formats_note=AUTOCAST_NOTE, **TORCH),
     Tier("torch-cuda", "eager PyTorch on the GPU, data resident on the device.", "cuda",
-         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
-                       name="torch-cuda")), check=_cuda_reason, loaders=TORCH_LOADERS,
-         formats=GPU_FORMATS, formats_note=AUTOCAST_NOTE + "; float16 with a gradient scaler"),
+         warmed(model_class("torch_nn", "TorchModel", "torch-cuda", device="cuda")),
+         check=probes.cuda_gpu, baseline="torch-cpu", loaders=TORCH_LOADERS,
+         formats=GPU_FORMATS, formats_note=AUTOCAST_NOTE + "; float16 with a gradient scaler",
+         launch_floor="eager", **TORCH),
     Tier("torch-cuda-graph", "the whole epoch captured once as one CUDA graph (gather, step "
          "and loss of every batch) and replayed; per-step graphs for the per-pass benchmarks.",
-         "cuda", _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
-                               graph=True, name="torch-cuda-graph")), check=_cuda_reason,
+         "cuda", warmed(model_class("torch_nn", "TorchModel", "torch-cuda-graph",
+                                    device="cuda", graph=True)),
+         check=probes.cuda_gpu, baseline="torch-cuda",
          loaders=TORCH_LOADERS, formats=("float32", "tf32", "bfloat16"),
          formats_note=AUTOCAST_NOTE + "; no float16: its gradient scaler syncs with the host, "
-         "which a captured graph cannot"),
+         "which a captured graph cannot", launch_floor="graph", **TORCH),
     Tier("torch-cuda-compile", "the same under torch.compile on the GPU (mode "
          "reduce-overhead: Inductor's kernels replayed as CUDA graphs).", "cuda",
-         _warmed(_lazy("implementations.models.torch_nn", "TorchModel", device="cuda",
-                       compile="reduce-overhead", name="torch-cuda-compile")),
-         check=_torch_compile_cuda_reason, formats=("float32", "tf32", "bfloat16"),
-         formats_note=AUTOCAST_NOTE, allocator="torch"),
+         warmed(model_class("torch_nn", "TorchModel", "torch-cuda-compile", device="cuda",
+                        compile="reduce-overhead")), check=probes.torch_compile_cuda,
+         slow_compile=True,
+         baseline="torch-cuda", formats=("float32", "tf32", "bfloat16"),
+         formats_note=AUTOCAST_NOTE, launch_floor="graph", **TORCH),
     Tier("numba-cuda", "our own Numba CUDA kernels (shared-memory tiled GEMM, fused "
          "softmax-CE), driven op by op from Python: one launch per op.", "cuda",
-         _warmed(_lazy("implementations.models.numba_cuda", "CudaScratchMLP")), "kernels.numba_cuda",
-         check=_numba_cuda_reason, formats_note="float32 only", allocator="numba-cuda"),
+         warmed(model_class("numba_cuda", "CudaScratchMLP", "numba-cuda")),
+         "kernels.numba_cuda", check=probes.numba_cuda, baseline="numpy",
+         formats_note="float32 only",
+         allocator="numba-device", launch_floor="kernel-per-op"),
     Tier("numba-cuda-fused", "the whole epoch in one persistent cooperative Numba CUDA "
          "kernel (2 grid syncs per step).", "cuda",
-         _warmed(_lazy("implementations.models.numba_cuda", "NumbaCudaFusedMLP")),
-         check=_numba_cuda_grid_sync_reason, formats_note="float32 only", allocator="numba-cuda"),
+         warmed(model_class("numba_cuda", "NumbaCudaFusedMLP", "numba-cuda-fused")),
+         check=probes.numba_cuda_grid_sync, baseline="numba-cuda",
+         formats_note="float32 only", allocator="numba-device",
+         launch_floor="persistent-kernel"),
     Tier("torch-ddp-cuda", "torch-ddp on GPUs: NCCL, one GPU per rank.", "cuda",
-         _warmed(_lazy("implementations.models.torch_ddp", "DDPModel", device="cuda",
-                       name="torch-ddp-cuda")), check=_multi_gpu_reason, processes=True,
-         formats=("float32", "bfloat16"), formats_note=AUTOCAST_NOTE),
+         warmed(model_class("torch_ddp", "DDPModel", "torch-ddp-cuda", device="cuda")),
+         check=probes.multi_gpu, baseline="torch-cuda", processes=True,
+         formats=("float32", "bfloat16"), formats_note=AUTOCAST_NOTE, **TORCH),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}
 
+# Roles in the studies: documented defaults a user can override (the flag in brackets)
+ORACLE = "numpy"  # every "vs numpy" ratio; the base of alternate and gpu_floor
+SPEED_BASES = ("loops", "numpy")  # the report's "vs" columns
+# the seed's PyTorch network as it wrote it (eager, CPU): the peer of its scratch claims
+FRAMEWORK_PEER = "torch-cpu"
+# the GPU targets (bench/studies/gpu_floor.py): our fused GPU epoch, and the CUDA-graph
+# epoch against its eager baseline
+GPU_FUSED, GPU_GRAPH = "numba-cuda-fused", "torch-cuda-graph"
+WIDTH_STUDY = "numba-fused"  # trained at other widths (make train-reference WIDTH_TIER=)
+ALTERNATE = ("numba-fused",)  # mnist-tiers alternate's tiers (--tier)
+REFERENCE_FORMATS = (("numpy", "float64"), ("torch-cpu", "bfloat16"))  # (REF_FORMATS=)
+
+
+def register(tier: Tier) -> Tier:
+    """Add `tier` to the registry (a test's throwaway tier, or a plug-in); TierError if
+    its name is taken."""
+    if tier.name in TIERS:
+        raise TierError(f"tier {tier.name!r} is already registered")
+    TIERS[tier.name] = tier
+    return tier
+
+
+def unregister(name: str) -> None:
+    """Remove a tier added with `register`."""
+    TIERS.pop(name, None)
+
+
+def select(*, device: str | None = None, family: str | None = None,
+           framework: str | None = None, available: bool | None = None,
+           fast: bool | None = None, processes: bool | None = None,
+           launch_floor: bool | None = None) -> list[Tier]:
+    """The tiers whose facts match every argument given (None: any), in registry order.
+    launch_floor=True: the tiers with a GPU launch-floor model."""
+    out = []
+    for t in TIERS.values():
+        if ((device is None or t.device == device)
+                and (family is None or t.family == family)
+                and (framework is None or t.framework == framework)
+                and (fast is None or t.fast == fast)
+                and (processes is None or t.processes == processes)
+                and (launch_floor is None or (t.launch_floor is not None) == launch_floor)
+                and (available is None or t.available == available)):
+            out.append(t)
+    return out
+
+
+def names(tiers) -> list[str]:
+    return [t.name for t in tiers]
+
+
+def device_of(name: str, default: str = "cpu") -> str:
+    """The device of tier `name`; `default` for a name the registry does not know (a row of
+    a result file from another version, or a non-tier row such as openblas)."""
+    return TIERS[name].device if name in TIERS else default
+
 
 def get_tier(name: str) -> Tier:
-    """The tier called `name`; a clear ValueError listing the known names otherwise."""
+    """The tier called `name`; TierError listing the known names otherwise."""
+    if isinstance(name, Tier):
+        return name
     try:
         return TIERS[name]
-    except KeyError:
-        raise ValueError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}") from None
+    except (KeyError, TypeError):
+        raise TierError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}") from None
 
 
-def build_model(name: str, params, activation="relu", **options):
+def resolve(name: "str | Tier", *, dtype: str | None = None, loader: str | None = None,
+            procs: int | None = None, require_available: bool = True) -> Tier:
+    """The one way from a tier name (and the options asked for) to a usable tier.
+
+    Raises TierError when the tier is unknown, unavailable here (with the reason), or does
+    not support the number format `dtype`, the `loader` or several processes (`procs`),
+    naming the tiers that do.
+    """
+    tier = get_tier(name)
+    if require_available and tier.unavailable_reason:
+        raise TierError(f"tier {tier.name!r} is unavailable here: {tier.unavailable_reason}")
+    tier.check_format(dtype)
+    if loader is not None and loader not in tier.loaders:
+        others = ", ".join(t.name for t in TIERS.values() if loader in t.loaders)
+        raise TierError(f"tier {tier.name!r} takes batches only {' or '.join(tier.loaders)}"
+                        f"; the {loader} loader applies to {others}")
+    if procs is not None and not tier.processes:
+        multi = ", ".join(t.name for t in TIERS.values() if t.processes)
+        raise TierError(f"tier {tier.name!r} runs in one process; worker processes apply "
+                        f"to {multi}")
+    return tier
+
+
+def build_model(name: "str | Tier", params, activation="relu", **options):
     """A ready model of tier `name` (compiled/warmed if the tier needs it).
 
     options: the tier's own (procs, loader, tf32) and dtype, a number format the tier
-    supports (default: its default_format). Raises ValueError for a format the tier lacks,
-    RuntimeError naming the reason when the tier cannot run here.
+    supports (default: its default_format). Raises TierError (a ValueError) for an unknown
+    or unavailable tier or an option it does not support.
     """
-    tier = get_tier(name)
-    options["dtype"] = tier.check_format(options.get("dtype") or tier.default_format)
-    reason = tier.unavailable_reason
-    if reason:
-        raise RuntimeError(f"tier {name!r} is unavailable here: {reason}")
+    tier = resolve(name, dtype=options.get("dtype"), loader=options.get("loader"),
+                   procs=options.get("procs"))
+    options["dtype"] = tier.check_format(options.get("dtype"))
     return tier.build(params, activation, **options)

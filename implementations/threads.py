@@ -10,6 +10,8 @@ record it, never the number that was asked for.
 import os
 import warnings
 
+from implementations import settings
+
 # for pools loaded later and for child processes; not NUMBA_NUM_THREADS: read at Numba's
 # import, it would cap this process's pool for good
 _ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -35,16 +37,12 @@ def check_threads(n) -> int | None:
     made a NumPy epoch ~380x slower here), and Numba cannot exceed its start-up pool anyway,
     so only a clamped count keeps every library on the same number.
     """
+    n = settings.check("threads", n)
     if n is None:
         return None
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"--threads must be a whole number >= 1, got {n!r}")
-    if n < 1:
-        raise ValueError(f"--threads must be >= 1 (or left out for all {available_cores()} "
-                         f"cores), got {n}")
     cores = available_cores()
     if n > cores:
-        warnings.warn(f"--threads {n} asks for more threads than the {cores} cores this "
+        warnings.warn(f"threads={n} asks for more threads than the {cores} cores this "
                       f"process may use; running {cores} threads (oversubscribed thread "
                       f"pools spin against each other and distort every timing)",
                       ThreadsWarning, stacklevel=2)

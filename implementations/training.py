@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from implementations import data as mnist_data
+from implementations import settings
 from implementations.experiment import H, epoch_batches, init_params
-from implementations.registry import build_model, get_tier
+from implementations.registry import Tier, build_model, resolve
+from implementations.threads import set_threads, thread_counts
 from implementations.validation import check_batch
 from kernels import vectorized
 
@@ -71,23 +73,7 @@ def check_losses(losses: np.ndarray, epoch: int) -> None:
         )
 
 
-def _whole(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def check_settings(epochs, batch_size, lr, seed, limit) -> None:
-    """Raise a ValueError naming the setting unless every value makes sense."""
-    _whole("--epochs", epochs, 1)
-    _whole("--batch-size", batch_size, 1)
-    _whole("--seed", seed, 0)
-    if limit is not None:
-        _whole("--limit", limit, 1)
-    if not (isinstance(lr, int | float) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr (learning rate) must be a finite number > 0, got {lr!r}")
-
-
-def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
+def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
           activation: str = "relu", seed: int = 0, limit: int | None = None,
           data_dir=None, threads: int | None = None, on_epoch=None,
           model_options: dict | None = None, dtype: str | None = None,
@@ -100,23 +86,19 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     Epoch seconds cover only the epoch's steps (synchronized); evaluation and compilation
     are outside them.
     """
-    from implementations.threads import set_threads, thread_counts
-
-    check_settings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
-    _whole("--hidden", hidden, 1)
-    fmt = get_tier(tier).check_format(dtype or get_tier(tier).default_format)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                        ("seed", seed), ("limit", limit), ("hidden", hidden)):
+        settings.check(name, value)
+    options = dict(model_options or {})
+    tier = resolve(tier, dtype=dtype, loader=options.get("loader"), procs=options.get("procs"))
+    fmt = tier.check_format(dtype)
     n_threads = set_threads(threads)
-    mn = mnist_data.load_mnist(data_dir)
-    x_train = mnist_data.normalize(mn.train_images)
-    y_train = mn.train_labels.astype(np.int64)
-    if limit is not None:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-    x_test = mnist_data.normalize(mn.test_images)
-    y_test = mn.test_labels.astype(np.int64)
+    arrays = mnist_data.training_arrays(data_dir, limit)
+    x_train, y_train, x_test, y_test = (arrays.x_train, arrays.y_train, arrays.x_test,
+                                        arrays.y_test)
     check_batch(x_train, y_train)  # once, not inside every timed epoch
 
-    model = build_model(tier, init_params(seed, h=hidden), activation, dtype=fmt,
-                        **(model_options or {}))
+    model = build_model(tier, init_params(seed, h=hidden), activation, dtype=fmt, **options)
     X, Y = model.prepare(x_train, y_train)
     n = x_train.shape[0]
     t0 = time.perf_counter()
@@ -124,7 +106,7 @@ def train(tier: str, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
     model.prepare_epoch(X, Y, epoch_batches(n, batch_size, seed, 0), lr)  # same sizes each
     model.sync()
     compile_seconds = model.compile_seconds + time.perf_counter() - t0
-    result = TrainResult(tier, activation, batch_size, epochs, seed, lr, limit, n_threads,
+    result = TrainResult(tier.name, activation, batch_size, epochs, seed, lr, limit, n_threads,
                          compile_seconds, thread_counts(), fmt, hidden,
                          extra=getattr(model, "options", {}))
     with np.errstate(over="ignore", invalid="ignore"):

@@ -1,10 +1,28 @@
-"""The `mnist-tiers` command: list tiers, train one, profile, build the report."""
+"""The `mnist-tiers` command: list tiers, train one, profile, sweep, alternate, report.
+
+The roof of the house: it imports bench/, profiles/ and implementations/, and nothing
+imports it. Settings and their rules come from implementations.settings (the library names
+a setting, this command names its flag); tiers are resolved once, by the registry.
+"""
 
 import argparse
 import json
-import math
 import sys
 import warnings
+
+from tqdm import tqdm
+
+from bench.report.build import build as build_report
+from bench.studies.alternating import alternate
+from bench.studies.sweep import sweep
+from implementations import settings
+from implementations.data import DataError
+from implementations.formats import FORMATS
+from implementations.registry import ALTERNATE, ORACLE, TIERS, TierError, resolve
+from implementations.settings import SettingError, argparse_type, help_text
+from implementations.threads import available_cores
+from implementations.training import DivergedError, train
+from profiles.driver import profile
 
 PRESETS = {
     # the seed's two configurations: its from-scratch net used sigmoid, its PyTorch net ReLU
@@ -13,51 +31,11 @@ PRESETS = {
 }
 
 
-def whole_number(minimum: int):
-    """An argparse type: an int >= minimum, with a message that names the rule."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, "
-                                             f"got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
-def positive_number(text: str) -> float:
-    """An argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def batch_size_list(text: str) -> list[int]:
-    """An argparse type: comma-separated whole numbers >= 1 (bench.suite.plugin's rule)."""
-    from bench.suite.plugin import parse_batch_sizes
-
-    try:
-        return list(parse_batch_sizes(text))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 class ProcsWarning(UserWarning):
     """More worker processes than cores."""
 
 
 def _cmd_tiers(args) -> int:
-    from implementations.registry import TIERS
-
     width = max(len(n) for n in TIERS)
     for tier in TIERS.values():
         reason = tier.unavailable_reason
@@ -70,45 +48,29 @@ def _cmd_tiers(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    from implementations.registry import TIERS, get_tier
-    from implementations.threads import available_cores
-    from implementations.training import train
-
-    tier = get_tier(args.tier)
-    if tier.unavailable_reason:
-        print(f"mnist-tiers: tier {tier.name!r} is unavailable here: "
-              f"{tier.unavailable_reason}", file=sys.stderr)
-        return 2
-    settings = {"activation": "relu"}
-    if args.preset:
-        settings.update(PRESETS[args.preset])
-    if args.activation:
-        settings["activation"] = args.activation
-    options = {}
-    if args.loader not in tier.loaders:
-        raise ValueError(f"tier {tier.name!r} takes batches only {' or '.join(tier.loaders)}"
-                         f"; --loader {args.loader} applies to "
-                         + ", ".join(t.name for t in TIERS.values() if args.loader in t.loaders))
-    if args.loader != "resident":
-        options["loader"] = args.loader
+def _train_options(args) -> tuple[str | None, dict]:
+    """The number format and the model options that train's flags ask for."""
     dtype = args.dtype
     if args.tf32:
         if dtype not in (None, "tf32"):
             raise ValueError(f"--tf32 is --dtype tf32; it cannot be combined with --dtype {dtype}")
         dtype = "tf32"
+    options = {}
+    if args.loader != "resident":
+        options["loader"] = args.loader
     if args.procs is not None:
-        if not tier.processes:
-            multi = ", ".join(t.name for t in TIERS.values() if t.processes)
-            raise ValueError(f"tier {tier.name!r} runs in one process; --procs applies to "
-                             f"{multi}")
-        cores = available_cores()
-        if args.procs > cores:
-            warnings.warn(f"--procs {args.procs} starts more processes than the {cores} "
-                          f"cores; they time-share the cores", ProcsWarning, stacklevel=1)
         options["procs"] = args.procs
+    return dtype, options
+
+
+def _cmd_train(args) -> int:
+    dtype, options = _train_options(args)
+    tier = resolve(args.tier, dtype=dtype, loader=args.loader, procs=args.procs)
+    cores = available_cores()
+    if args.procs is not None and args.procs > cores:
+        warnings.warn(f"--procs {args.procs} starts more processes than the {cores} "
+                      f"cores; they time-share the cores", ProcsWarning, stacklevel=1)
+    activation = args.activation or PRESETS.get(args.preset, {}).get("activation", "relu")
     bar = tqdm(total=args.epochs, desc=f"{tier.name} epochs", unit="epoch",
                file=sys.stderr, disable=args.no_progress)
 
@@ -120,8 +82,8 @@ def _cmd_train(args) -> int:
             f"{result.epoch_seconds[-1]:8.3f} s  "
             f"{result.samples_per_second[-1]:11,.0f} samples/s", file=sys.stdout)
 
-    result = train(args.tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   activation=settings["activation"], seed=args.seed, limit=args.limit,
+    result = train(tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   activation=activation, seed=args.seed, limit=args.limit,
                    data_dir=args.data_dir, threads=args.threads, on_epoch=on_epoch,
                    model_options=options, dtype=dtype, hidden=args.hidden)
     bar.close()
@@ -134,30 +96,25 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_profile(args) -> int:
-    from profiles.driver import profile
-
     profile(args.tier or None, steps=args.steps, scalene=not args.no_scalene,
             reference=args.reference)
     return 0
 
 
 def _cmd_alternate(args) -> int:
-    from bench.studies.alternating import alternate
-
-    path = alternate(args.tier or ["numba-fused"], batch_sizes=args.batch_sizes,
+    path = alternate(args.tier or list(ALTERNATE), batch_sizes=args.batch_sizes,
                      runs=args.runs, limit=args.limit, reference=args.reference)
     doc = json.loads(path.read_text())
     print(f"alternate: {path} ({doc['wall_seconds']:.0f} s, {doc['runs']} rounds, sgemm "
           f"{doc['machine']['sgemm_gflops']} GFLOP/s)")
     for r in doc["results"]:
         print(f"  batch {r['batch']:>5} {r['tier']:<18} median {r['median_s']:.3f} s   "
-              f"{r['x_floor']:.2f}x the FLOP floor   numpy / tier {r['numpy_over_this']:.2f}x")
+              f"{r['x_floor']:.2f}x the FLOP floor   {ORACLE} / tier "
+              f"{r['numpy_over_this']:.2f}x")
     return 0
 
 
 def _cmd_sweep(args) -> int:
-    from bench.studies.sweep import sweep
-
     path = sweep(args.tier or None, quick=args.quick, reference=args.reference,
                  progress=not args.no_progress, dtype=args.dtype)
     doc = json.loads(path.read_text())
@@ -171,16 +128,19 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from bench.report.build import build
-
-    md = build(args.results, args.train, args.out, reference=args.reference)
+    md = build_report(args.results, args.train, args.out, reference=args.reference)
     print(f"report: {md}\n        {md.with_suffix('.html')}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from implementations.formats import FORMATS
+def _setting(parser, setting: str, **kw) -> None:
+    """An option for `setting` with its rule, default and help from implementations.settings."""
+    kw.setdefault("default", settings.default(setting))
+    parser.add_argument(settings.flag(setting), type=argparse_type(setting),
+                        help=help_text(setting), **kw)
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mnist-tiers",
         description="One MNIST MLP (784-H-10) in tiers: loops, NumPy, Numba, PyTorch.")
@@ -190,40 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one tier from the shared init and data order")
     t.add_argument("--tier", required=True, help="tier name (see `mnist-tiers tiers`)")
-    t.add_argument("--epochs", type=whole_number(1), default=10)
-    t.add_argument("--batch-size", type=whole_number(1), default=64)
+    _setting(t, "epochs")
+    _setting(t, "batch_size")
     t.add_argument("--activation", choices=["relu", "sigmoid"], default=None,
                    help="hidden activation (default relu, or the preset's)")
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="seed-scratch: sigmoid; seed-pytorch: relu")
-    t.add_argument("--hidden", type=whole_number(1), default=128,
-                   help="hidden units H of the 784 -> H -> 10 network (default 128)")
-    t.add_argument("--lr", type=positive_number, default=0.1)
-    t.add_argument("--seed", type=whole_number(0), default=0)
-    t.add_argument("--limit", type=whole_number(1), default=None,
-                   help="train on the first N training samples only")
-    t.add_argument("--threads", type=whole_number(1), default=None,
-                   help="threads for every CPU library (default: all cores; more than the "
-                        "cores warns and runs the cores)")
+    _setting(t, "hidden")
+    _setting(t, "lr")
+    _setting(t, "seed")
+    _setting(t, "limit")
+    _setting(t, "threads")
     t.add_argument("--data-dir", default=None,
                    help="folder with the four MNIST IDX files (default: vendored copy)")
-    t.add_argument("--loader", choices=["resident", "dataloader"], default="resident",
-                   help="torch tiers: batches from resident tensors or a DataLoader")
+    loaders = sorted({name for t in TIERS.values() for name in t.loaders})
+    t.add_argument("--loader", choices=loaders, default="resident",
+                   help="how batches reach the tier: resident tensors (default) or a "
+                        "DataLoader (the tiers whose `loaders` list it)")
     t.add_argument("--dtype", choices=list(FORMATS), default=None,
-                   help="number format (default float32; loops: float64); `mnist-tiers "
-                        "tiers` lists each tier's")
+                   help="number format (default: the tier's own, float32 where it has it); "
+                        "`mnist-tiers tiers` lists each tier's")
     t.add_argument("--tf32", action="store_true", help="CUDA tiers: the same as --dtype tf32")
-    t.add_argument("--procs", type=whole_number(1), default=None,
-                   help="torch-ddp: worker processes (default 2), each with cores // procs "
-                        "threads")
+    _setting(t, "procs")
     t.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     pr = sub.add_parser("profile", help="phase breakdown, scalene and torch.profiler reports")
     pr.add_argument("--tier", action="append",
                     help="profile this tier (repeatable; default: every available tier)")
-    pr.add_argument("--steps", type=whole_number(1), default=None,
-                    help="train steps for the breakdown (default 200; loops 5)")
+    _setting(pr, "steps")
     pr.add_argument("--no-scalene", action="store_true", help="skip the scalene runs")
     pr.add_argument("--reference", action="store_true",
                     help="write the committed reference set (profiles/reports/<machine>) "
@@ -242,15 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "left out")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    al = sub.add_parser("alternate", help="whole epochs of CPU tiers against numpy, "
+    al = sub.add_parser("alternate", help=f"whole epochs of CPU tiers against {ORACLE}, "
                                           "alternating in one process (medians)")
     al.add_argument("--tier", action="append",
-                    help="compare this CPU tier with numpy (repeatable; default numba-fused)")
-    al.add_argument("--batch-sizes", type=batch_size_list, default=[1, 64, 1024],
-                    help="comma-separated batch sizes (default 1,64,1024)")
-    al.add_argument("--runs", type=whole_number(3), default=3,
-                    help="rounds of one epoch per tier (at least 3; default 3)")
-    al.add_argument("--limit", type=whole_number(1), default=None,
+                    help=f"compare this CPU tier with {ORACLE} (repeatable; default "
+                         f"{', '.join(ALTERNATE)})")
+    _setting(al, "batch_sizes", default=list(settings.default("batch_sizes")))
+    _setting(al, "runs")
+    al.add_argument("--limit", type=argparse_type("limit"), default=None,
                     help="train on the first N samples (default all; 6000 below batch 16)")
     al.add_argument("--reference", action="store_true",
                     help="write the committed bench/results/<machine>/alternating.json")
@@ -274,7 +228,8 @@ COMMANDS = {"tiers": _cmd_tiers, "train": _cmd_train, "profile": _cmd_profile,
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Our own warnings as one line each (`mnist-tiers: warning: ...`), others as usual."""
-    if category.__module__.startswith(("implementations", "kernels", "bench", "profiles")):
+    if category.__module__.startswith(("implementations", "kernels", "bench", "profiles",
+                                       "mnist_tiers")):
         print(f"mnist-tiers: warning: {message}", file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
@@ -286,15 +241,15 @@ _default_showwarning = warnings.showwarning
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
-    from implementations.data import DataError
-    from implementations.training import DivergedError
-
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:  # `mnist-tiers tiers | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
-    except (DataError, DivergedError, ValueError, TypeError, RuntimeError,
+    except SettingError as exc:  # the library names the setting; a person typed the flag
+        print(f"mnist-tiers: {exc.for_flag()}", file=sys.stderr)
+        return 2
+    except (DataError, DivergedError, TierError, ValueError, TypeError, RuntimeError,
             FileNotFoundError) as exc:
         print(f"mnist-tiers: {exc}", file=sys.stderr)
         return 2

@@ -9,31 +9,27 @@ inside any span (Python glue, batch handling), so phases + other = step by const
 """
 
 import argparse
-import json
 import resource
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-import numpy as np
-
-from implementations.experiment import H, init_params
+from implementations import data
+from implementations.experiment import H, epoch_batches, init_params
+from implementations.fileio import atomic_json
 from implementations.phases import NULL_CLOCK, PhaseClock
 from implementations.registry import TIERS, build_model
 from implementations.threads import current_threads, set_threads
 from profiles.workload import mnist_batches, run_steps
 
-DEFAULT_STEPS = {"loops": 5}  # others: 200
-DEFAULT_WARMUP = {"loops": 1}  # others: 10; loops has nothing to warm and takes ~1.5 s a step
-MEMORY_STEPS = {"loops": 1}  # others: 5 (tracemalloc slows Python-heavy code severalfold)
-
 
 def measure(tier: str, steps: int | None = None, warmup: int | None = None,
             clock=None) -> dict:
-    """Run `steps` train steps at batch 64 after `warmup`; return ms per step per phase."""
-    steps = steps or DEFAULT_STEPS.get(tier, 200)
-    warmup = DEFAULT_WARMUP.get(tier, 10) if warmup is None else warmup
+    """Run `steps` train steps at batch 64 after `warmup` (defaults: the tier's registered
+    profile settings); return ms per step per phase."""
+    settings = TIERS[tier].profile
+    steps = steps or settings.steps
+    warmup = settings.warmup if warmup is None else warmup
     threads = set_threads()
     model = build_model(tier, init_params(0))
     batches = mnist_batches(model, min(steps, 938))
@@ -54,7 +50,7 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
         "other_ms": step_ms - sum(per_step.values()),
         "compile_seconds": model.compile_seconds,
     }
-    result.update(memory(model, batches[:MEMORY_STEPS.get(tier, 5)]))
+    result.update(memory(model, batches[:settings.memory_steps]))
     return result
 
 
@@ -62,11 +58,8 @@ def _instrumented(tier: str, model, steps: int) -> dict:
     """A fused tier's phases from its instrumented build (Model.phase_breakdown), over the
     first `steps` batches of the shared order; "other" is the production step's time
     minus the phases, and phases_agree says whether they add up to it within 10%."""
-    from implementations import data
-    from implementations.experiment import epoch_batches
-
-    mn = data.load_mnist()
-    X, Y = model.prepare(data.normalize(mn.train_images), mn.train_labels.astype(np.int64))
+    arrays = data.training_arrays()
+    X, Y = model.prepare(arrays.x_train, arrays.y_train)
     batches = epoch_batches(len(X), 64, seed=0, epoch=0)[:max(steps, 2)]
     r = model.phase_breakdown(X, Y, batches, 0.1)
     total = sum(r["phases_ms"].values())
@@ -97,7 +90,7 @@ def memory(model, batches) -> dict:
     tracemalloc.stop()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "traced_peak_mb": traced_peak / 2**20}
-    if TIERS[model.name].device == "cuda" and TIERS[model.name].allocator == "numba-cuda":
+    if TIERS[model.name].device == "cuda" and TIERS[model.name].allocator == "numba-device":
         from kernels._cuda import cuda
 
         free, total = cuda.current_context().get_memory_info()
@@ -118,10 +111,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     result = measure(args.tier, args.steps)
     result["wall_seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    tmp = out.with_suffix(".partial")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
+    atomic_json(args.out, result)
     return 0
 
 

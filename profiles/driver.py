@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 from implementations.machine import describe, machine_name
-from implementations.registry import TIERS
+from implementations.paths import profiles_root
+from implementations.registry import TIERS, resolve, select
+from profiles import report_index, scalene_run
+from profiles import torch_trace as tt
 
 
 def say(msg: str) -> None:
@@ -43,17 +46,8 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
     Writes out/profiles/<machine>/ (ignored by git), or with reference=True the committed
     profiles/reports/<machine>/, unless out_dir is given.
     """
-    from implementations.paths import profiles_root
-    from profiles import report_index, scalene_run
-    from profiles import torch_trace as tt
-
-    names = tiers or [t.name for t in TIERS.values() if t.available]
-    for name in names:
-        tier = TIERS[name] if name in TIERS else None
-        if tier is None:
-            raise ValueError(f"unknown tier {name!r}; known tiers: {', '.join(TIERS)}")
-        if not tier.available:
-            raise RuntimeError(f"tier {name!r} is unavailable here: {tier.unavailable_reason}")
+    names = [resolve(n).name for n in tiers] if tiers else [t.name for t in
+                                                           select(available=True)]
     out_dir = out_dir or profiles_root(reference) / machine_name()
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = report_index.load_breakdowns(out_dir)
@@ -69,7 +63,7 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
         if scalene and TIERS[name].device == "cpu" and not in_workers:
             say(f"[{i}/{total}] {name}: scalene ...")
             scalene_run.profile(name, out_dir)
-        if torch_trace and name.startswith("torch") and not in_workers:
+        if torch_trace and TIERS[name].framework == "torch" and not in_workers:
             say(f"[{i}/{total}] {name}: torch.profiler ...")
             tt.profile(name, out_dir)
         say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")

@@ -5,6 +5,15 @@ import html
 import json
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window (before pyplot is imported)
+import matplotlib.pyplot as plt  # noqa: E402
+
+from implementations.fileio import atomic_json, atomic_target, atomic_write  # noqa: E402
+from implementations.registry import TIERS, Profile  # noqa: E402
+from profiles.scalene_run import ATTRIBUTION_NOTE  # noqa: E402
+
 CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
             "update": "update", "optimizer": "update", "fused_step": "fused step",
             "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other",
@@ -85,11 +94,6 @@ def _structure(r: dict) -> str:
 
 def chart(results: dict, path: Path) -> Path:
     """Stacked horizontal bars: ms per step per phase (log-free: one chart per scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tiers = sorted(results, key=lambda t: results[t]["step_ms"])
     fast = [t for t in tiers if results[t]["step_ms"] < 50]
     slow = [t for t in tiers if t not in fast]
@@ -119,33 +123,34 @@ def chart(results: dict, path: Path) -> Path:
     axes[0, 0].set_title("Where a train step's time goes, per tier")
     fig.legend(loc="lower right", fontsize=8, ncol=3)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
 def write(out_dir: Path, results: dict, info: dict) -> Path:
     """breakdown.{json,md,png}, README.md and a self-contained index.html in out_dir."""
-    (out_dir / "breakdown.json").write_text(json.dumps({"machine": info, "tiers": results},
-                                                       indent=1))
+    atomic_json(out_dir / "breakdown.json", {"machine": info, "tiers": results})
     table = markdown_table(results)
     notes = instrumented_notes(results)
-    (out_dir / "breakdown.md").write_text(table + notes + "\n")
+    atomic_write(out_dir / "breakdown.md", table + notes + "\n")
     png = chart(results, out_dir / "breakdown.png")
     links = _links(out_dir)
     head = (f"Machine: {info['machine']} ({info['cpu']}, {info['threads']} threads"
             f"{', GPU ' + info['gpu'] if info.get('gpu') else ''}); date {info['date']}; "
             f"versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
-    how = ("Phase times come from timers around each op (synchronized on a GPU); 200 train "
-           "steps at batch 64 after 10 warm-up steps (loops: 5 after 1). Regenerate with "
-           "`make profile` or `mnist-tiers profile --tier T`.")
-    from profiles.scalene_run import ATTRIBUTION_NOTE
-
+    slow = "; ".join(f"{t}: {TIERS[t].profile.steps} after {TIERS[t].profile.warmup}"
+                     for t in results if t in TIERS and TIERS[t].profile != Profile())
+    how = (f"Phase times come from timers around each op (synchronized on a GPU); "
+           f"{Profile().steps} train steps at batch 64 after {Profile().warmup} warm-up steps"
+           + (f" ({slow})" if slow else "") + ". Regenerate with `make profile` or "
+           "`mnist-tiers profile --tier T`.")
     md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
           "", table + notes, "", "## Reports", ""]
     md += [f"- [{label}]({href})" for label, href in links]
     md += ["", f"Reading the scalene reports: {ATTRIBUTION_NOTE}"]
-    (out_dir / "README.md").write_text("\n".join(md) + "\n")
+    atomic_write(out_dir / "README.md", "\n".join(md) + "\n")
     img = base64.b64encode(png.read_bytes()).decode()
     rows = "".join(f'<li><a href="{html.escape(h)}">{html.escape(lab)}</a></li>'
                    for lab, h in links)
@@ -162,7 +167,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <h2>Reports</h2><ul>{rows}</ul>
 <p><b>Reading the scalene reports:</b> {html.escape(ATTRIBUTION_NOTE)}</p></body></html>"""
     index = out_dir / "index.html"
-    index.write_text(page)
+    atomic_write(index, page)
     return index
 
 

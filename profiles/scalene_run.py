@@ -13,6 +13,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from implementations.fileio import atomic_write
+from implementations.registry import TIERS
+
 REPO = Path(__file__).resolve().parent.parent
 # The oldest scalene with everything the command lines below use: the `run`/`view`
 # subcommands (2.0), `view --standalone` (2.1) and `run --no-stacks` (2.3). pyproject's
@@ -23,8 +26,6 @@ ATTRIBUTION_NOTE = (
     "(a BLAS matmul, a compiled kernel) can be credited to the line after the call "
     "(e.g. `dW = x.T @ dz` at 0% and the cheap `db = dz.sum(axis=0)` after it at 37%). "
     "The phase breakdown (our own timers around each op) says which op took the time.")
-STEPS = {"loops": 3}  # others: DEFAULT_STEPS, ~2-4 s of steps for scalene's 10 ms sampling
-DEFAULT_STEPS = 3000
 
 
 class ScaleneMissing(RuntimeError):
@@ -59,7 +60,7 @@ def scalene_cmd() -> list[str]:
 
 def profile(tier: str, out_dir: Path, steps: int | None = None,
             memory: bool = False) -> dict[str, Path]:
-    steps = steps or STEPS.get(tier, DEFAULT_STEPS)
+    steps = steps or TIERS[tier].profile.scalene_steps
     if memory:
         steps = max(1, steps // 20)
     exe = scalene_cmd()
@@ -82,8 +83,8 @@ def profile(tier: str, out_dir: Path, steps: int | None = None,
                                                                "PATH": "/usr/bin:/bin"})
     text = out_dir / f"{stem}.txt"
     # paths relative to the repository: the view reads the same on every machine
-    text.write_text(f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n"
-                    f"Note: {ATTRIBUTION_NOTE}\n\n" + view.stdout.replace(f"{REPO}/", ""))
+    atomic_write(text, f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n"
+                       f"Note: {ATTRIBUTION_NOTE}\n\n" + view.stdout.replace(f"{REPO}/", ""))
     return {"json": json_path, "html": html, "text": text}
 
 

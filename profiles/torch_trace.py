@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from implementations.experiment import init_params
+from implementations.fileio import atomic_write
 from implementations.registry import TIERS, build_model
 from implementations.threads import set_threads
 from profiles.workload import mnist_batches, run_steps
@@ -56,7 +57,7 @@ def profile(tier: str, out_dir: Path, steps: int = 50) -> dict[str, Path]:
     table = prof.key_averages().table(sort_by=sort, row_limit=30)
     header = (f"torch.profiler, tier {tier}, {TRACE_STEPS} train steps at batch 64 "
               f"(after 15 untimed), sorted by {sort}; torch {torch.__version__}\n\n")
-    table_path.write_text(header + table)
+    atomic_write(table_path, header + table)
     raw = out_dir / f".torch-{tier}-trace.json"
     prof.export_chrome_trace(str(raw))
     repo = f"{Path(__file__).resolve().parent.parent}/"

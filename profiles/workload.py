@@ -6,8 +6,6 @@ Run as a program (this is what scalene profiles):
 
 import argparse
 
-import numpy as np
-
 from implementations import data
 from implementations.experiment import epoch_batches, init_params
 from implementations.registry import build_model
@@ -17,8 +15,8 @@ BATCH = 64
 
 def mnist_batches(model, steps: int, batch: int = BATCH):
     """The first `steps` batches of epoch 0 in the shared order, in the tier's form."""
-    mn = data.load_mnist()
-    x, y = data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
+    arrays = data.training_arrays()
+    x, y = arrays.x_train, arrays.y_train
     X, Y = model.prepare(x, y)
     order = epoch_batches(len(x), batch, seed=0, epoch=0)[:steps]
     return [model.take(X, Y, idx) for idx in order]

@@ -62,15 +62,15 @@ def test_cli_unknown_tier_is_one_line(capsys):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
-    (["--batch-size", "-64"], "argument --batch-size: must be >= 1"),
-    (["--batch-size", "6.4"], "argument --batch-size: expected a whole number"),
-    (["--epochs", "0"], "argument --epochs: must be >= 1"),
-    (["--limit", "0"], "argument --limit: must be >= 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, got '0'"),
+    (["--batch-size", "-64"], "argument --batch-size: must be a whole number >= 1"),
+    (["--batch-size", "6.4"], "argument --batch-size: must be a whole number >= 1, got '6.4'"),
+    (["--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
+    (["--limit", "0"], "argument --limit: must be a whole number >= 1"),
     (["--lr", "0"], "argument --lr: must be a finite number > 0"),
     (["--lr", "nan"], "argument --lr: must be a finite number > 0"),
     (["--lr", "inf"], "argument --lr: must be a finite number > 0"),
-    (["--seed", "-1"], "argument --seed: must be >= 0"),
+    (["--seed", "-1"], "argument --seed: must be a whole number >= 0"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_cli_refuses_values_that_make_no_sense(capsys, args, words):
     """`train --batch-size 0` used to end in a ZeroDivisionError traceback."""
@@ -84,17 +84,19 @@ def test_cli_refuses_values_that_make_no_sense(capsys, args, words):
 def test_profile_refuses_zero_steps(capsys):
     with pytest.raises(SystemExit):
         main(["profile", "--steps", "0"])
-    assert "argument --steps: must be >= 1" in capsys.readouterr().err
+    assert "argument --steps: must be a whole number >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"batch_size": 0}, "--batch-size must be a whole number >= 1, got 0"),
-    ({"batch_size": 2.0}, "--batch-size must be a whole number"),
-    ({"epochs": 0}, "--epochs must be"), ({"limit": -5}, "--limit must be"),
-    ({"seed": -1}, "--seed must be"), ({"lr": float("inf")}, "--lr"),
-    ({"threads": 0}, "--threads must be >= 1"),
+    ({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),
+    ({"batch_size": 2.0}, "batch_size must be a whole number"),
+    ({"epochs": 0}, "epochs must be"), ({"limit": -5}, "limit must be"),
+    ({"seed": -1}, "seed must be"), ({"lr": float("inf")}, "lr must be a finite number"),
+    ({"threads": 0}, "threads must be a whole number >= 1"),
+    ({"hidden": 0}, "hidden must be a whole number >= 1"),
 ])
 def test_train_api_refuses_values_that_make_no_sense(kwargs, words):
+    """The library names the setting as a keyword argument; the CLI names the flag."""
     from implementations.training import train
 
     with pytest.raises(ValueError, match=words):

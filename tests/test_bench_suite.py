@@ -32,8 +32,8 @@ def test_cuda_tier_benchmark_skips_with_reason():
     if reason is None:
         pytest.skip("a CUDA GPU is present here")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/suite/test_bench.py", "--benchmark-only", "-q", "-rs",
-         "-p", "no:cacheprovider", "-k", "test_pass and torch-cuda and train_step and 64"],
+        [sys.executable, "-m", "pytest", "bench/suite/test_bench.py", "--benchmark-only", "-q",
+         "-rs", "-p", "no:cacheprovider", "-k", "test_pass and torch-cuda and train_step and 64"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "SKIPPED" in proc.stdout and reason in proc.stdout

@@ -132,7 +132,7 @@ def test_more_procs_than_cores_warns(capsys):
 
 
 def test_alpha_beta_fit_and_ring_model():
-    from implementations.models.torch_ddp import fit_alpha_beta, ring_allreduce_seconds
+    from implementations.allreduce import fit_alpha_beta, ring_allreduce_seconds
 
     alpha, bw = 50e-6, 2e9
     times = {n: alpha + n / bw for n in (4, 4096, 1 << 20, 4 << 20)}

@@ -13,8 +13,8 @@ def section(path: Path | None) -> list[str]:
     m = doc["machine"]
     lines = [f"### Epochs alternating in one process ({doc['date']})", "",
              f"{doc['runs']} rounds, one epoch of each tier per round, {doc['gap_seconds']:g} s "
-             f"apart (bench/studies/alternating.py); medians; FLOP floor at the sgemm peak measured "
-             f"in the same run ({m['sgemm_gflops']} GFLOP/s), {m['threads']} threads.", "",
+             f"apart (bench/studies/alternating.py); medians; FLOP floor at the sgemm peak "
+             f"measured in the same run ({m['sgemm_gflops']} GFLOP/s), {m['threads']} threads.", "",
              "| batch | samples | tier | median s | runs s | x FLOP floor | numpy / tier |",
              "|---|---|---|---|---|---|---|"]
     for r in doc["results"]:

@@ -26,7 +26,11 @@ from bench.report.inputs import (
     load_trainings,
     study_path,
 )
+from implementations import paths as out_paths
 from implementations.experiment import step_flops
+from implementations.fileio import atomic_write
+from implementations.machine import machine_name
+from implementations.registry import ORACLE, SPEED_BASES, TIERS, device_of
 
 PASSES = ("forward", "backward", "train_step")
 
@@ -44,14 +48,15 @@ def pass_table(run, group) -> list[str]:
     rows = run.select(group)
     base = {r["tier"]: r["mean"] for r in rows}
     lines = [f"**{group}** ({run.name})", "",
-             "| tier | mean ms | median ms | samples/s | GFLOP/s | % of peak | vs loops | "
-             "vs numpy |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| tier | mean ms | median ms | samples/s | GFLOP/s | % of peak | "
+             + " | ".join(f"vs {t}" for t in SPEED_BASES) + " |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(SPEED_BASES)]
     for r in rows:
-        vs = [_ratio(base[t] / r["mean"]) if t in base else "-" for t in ("loops", "numpy")]
+        vs = [_ratio(base[t] / r["mean"]) if t in base else "-" for t in SPEED_BASES]
         lines.append(
             f"| {r['tier']} | {_fmt_ms(r['mean'])} | {_fmt_ms(r['median'])} | "
             f"{r['samples_per_second'] or 0:,.0f} | {r['gflops'] or 0:.3g} | "
-            f"{100 * (r['fraction_of_peak'] or 0):.1f} | {vs[0]} | {vs[1]} |")
+            f"{100 * (r['fraction_of_peak'] or 0):.1f} | {' | '.join(vs)} |")
     return lines + [""]
 
 
@@ -60,12 +65,12 @@ def epoch_table(run) -> list[str]:
     if not rows:
         return []
     floor = step_flops(60000)["train_step"] / (run.peak("cpu") * 1e9)
-    numpy = next((r["mean"] for r in rows if r["tier"] == "numpy"
+    numpy = next((r["mean"] for r in rows if r["tier"] == ORACLE
                   and r["loader"] == "resident"), None)
     lines = [f"**epoch batch=64** ({run.name}; FLOP floor {floor:.3f} s = 24.5 GFLOP at the "
              f"measured sgemm {run.peak('cpu'):.0f} GFLOP/s)", "",
              "| tier | loader | epoch s | samples/s | GFLOP/s | % of peak | x FLOP floor | "
-             "vs numpy |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"vs {ORACLE} |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["extrapolated"] or r["mean"]):
         sec = r["extrapolated"] or r["mean"]
         label = (f"{sec:,.0f}" if sec >= 100 else f"{sec:.3g}") + (
@@ -95,15 +100,19 @@ def matmul_table(run) -> list[str]:
 
 def crossovers(run) -> list[tuple[str, tuple[int, float]]]:
     """Batch sizes where one tier's throughput overtakes another's (measured points,
-    medians)."""
+    medians): each tier against its registry baseline on the same device, and each GPU
+    tier against the best CPU tier. The device of a tier is the one its rows recorded."""
     sps = plots.samples_per_second(run)
-    pairs = [("numba-fused", "numpy"), ("numba", "numpy")]
-    gpu = [t for t in sps if t.startswith("torch-cuda")]
-    cpu = [t for t in sps if not t.startswith("torch-cuda")]
+    device = {r["tier"]: r["device"] or device_of(r["tier"]) for r in run.rows}
+    pairs = [(t, TIERS[t].baseline) for t in sps
+             if t in TIERS and TIERS[t].baseline in sps
+             and device[t] == device[TIERS[t].baseline]]
+    gpu = [t for t in sps if device[t] == "cuda"]
+    cpu = [t for t in sps if device[t] != "cuda"]
     out = []
     for a, b in pairs:
         out += _overtakes(sps, a, b)
-    for g in gpu:
+    for g in gpu if cpu else []:
         best_cpu = {n: max(sps[t].get(n, 0) for t in cpu) for n in sps[g]}
         for n in sorted(sps[g]):
             if sps[g][n] > best_cpu[n]:
@@ -161,10 +170,6 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     set, written to out/report/; reference=True reads this machine's reference set
     (bench/results/<machine>/) and writes beside it (what `make reference` does).
     """
-    from implementations import paths as out_paths
-    from implementations.machine import machine_name
-    from implementations.registry import TIERS
-
     if reference and not result_paths:
         mine = RESULTS / machine_name()
         result_paths = [mine / "latest.json"] if (mine / "latest.json").exists() else []
@@ -240,13 +245,13 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         if machine not in {run.name for run in runs}:
             continue
         target = out / f"breakdown-{machine}.png"
-        target.write_bytes(png.read_bytes())
+        atomic_write(target, png.read_bytes())
         md += [f"## Where the time goes ({machine}, profiles)", "",
                f"![breakdown](breakdown-{machine}.png)", "",
                f"Per-phase tables and traces: {_shown(png.parent / 'index.html')}", ""]
     report_md = out / "report.md"
-    report_md.write_text("\n".join(md) + "\n")
-    (out / "report.html").write_text(to_html("\n".join(md), out))
+    atomic_write(out / "report.html", to_html("\n".join(md), out))
+    atomic_write(report_md, "\n".join(md) + "\n")
     return report_md
 
 

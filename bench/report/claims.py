@@ -4,9 +4,20 @@ Every verdict is derived from the numbers passed in (benchmark runs, training ru
 written by hand: change the data and the verdict changes.
 """
 
-SCRATCH = ("loops", "numpy", "numba", "numba-fused")
+from implementations.registry import FRAMEWORK_PEER, TIERS, names, select
+
 SIGNIFICANT = 1.5  # "significantly faster" taken as at least 1.5x
 ACC_MARGIN = 0.003  # accuracy differences below 0.3 points are noise between tiers
+
+
+def scratch_tiers() -> list[str]:
+    """The seed's "scratch implementation": our own arithmetic on the CPU, as it wrote it."""
+    return names(select(family="scratch", device="cpu"))
+
+
+def _is_framework(tier: str) -> bool:
+    """A tier of a framework (the seed's "PyTorch"), by the registry's facts."""
+    return tier in TIERS and TIERS[tier].family == "framework"
 
 
 def _steps(run, batch):
@@ -20,21 +31,23 @@ def _batches(run):
 
 
 def scratch_slower(runs) -> dict:
-    """'Scratch is generally slower due to Python loops' vs torch-cpu, per batch size."""
+    """'Scratch is generally slower due to Python loops' vs the seed's PyTorch network as
+    written (FRAMEWORK_PEER: eager, CPU), per batch size."""
     holds, fails = [], []
     for run in runs:
         for b in _batches(run):
             t = _steps(run, b)
-            if "torch-cpu" not in t:
+            if FRAMEWORK_PEER not in t:
                 continue
-            for tier in SCRATCH:
+            for tier in scratch_tiers():
                 if tier in t:
-                    ratio = t[tier] / t["torch-cpu"]
+                    ratio = t[tier] / t[FRAMEWORK_PEER]
                     times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
-                    item = f"{tier} at batch {b} ({times}x torch-cpu's time, {run.name})"
+                    item = f"{tier} at batch {b} ({times}x {FRAMEWORK_PEER}'s time, {run.name})"
                     (holds if ratio > 1 else fails).append(item)
     return _verdict("The scratch implementation is generally slower due to Python loops.",
-                    holds, fails, "slower than torch-cpu", "not slower than torch-cpu")
+                    holds, fails, f"slower than {FRAMEWORK_PEER}",
+                    f"not slower than {FRAMEWORK_PEER}")
 
 
 def pytorch_faster(runs) -> dict:
@@ -43,8 +56,8 @@ def pytorch_faster(runs) -> dict:
     for run in runs:
         for b in _batches(run):
             t = _steps(run, b)
-            torch = {k: v for k, v in t.items() if k.startswith("torch")}
-            scratch = {k: v for k, v in t.items() if k in SCRATCH}
+            torch = {k: v for k, v in t.items() if _is_framework(k)}
+            scratch = {k: v for k, v in t.items() if k in scratch_tiers()}
             if not torch or not scratch:
                 continue
             bt, bs = min(torch, key=torch.get), min(scratch, key=scratch.get)
@@ -64,7 +77,7 @@ def scratch_cpu_only(runs, tiers) -> dict:
     each scratch GPU tier (our own kernels, not torch) with a checked benchmark result on
     a GPU; with no GPU run among the results it is untested, since registered GPU tiers
     that never ran prove nothing."""
-    gpu_scratch = [t.name for t in tiers if t.device == "cuda" and not t.name.startswith("torch")]
+    gpu_scratch = [t.name for t in tiers if t.device == "cuda" and t.family == "scratch"]
     fails = []
     for run in runs:
         ran = sorted({r["tier"] for r in run.rows if r["tier"] in gpu_scratch})
@@ -102,8 +115,8 @@ def epochs_to(acc, target=0.97):
 def accuracy_claims(trainings) -> list[dict]:
     """'PyTorch typically achieves better accuracy with fewer epochs' and 'scratch may need
     more epochs': per-epoch accuracy and epochs to 97%, torch tiers vs scratch tiers."""
-    torch = [t for t in trainings if t["tier"].startswith("torch") and t.get("limit") is None]
-    scratch = [t for t in trainings if t["tier"] in SCRATCH and t.get("limit") is None]
+    torch = [t for t in trainings if _is_framework(t["tier"]) and t.get("limit") is None]
+    scratch = [t for t in trainings if t["tier"] in scratch_tiers() and t.get("limit") is None]
     better, worse, fewer, more = [], [], [], []
     for tt in torch:
         for st in scratch:

@@ -3,7 +3,7 @@
 Everything comes from one benchmark run's "ddp epoch batch=B" groups (bench/suite/test_bench.py
 `test_ddp_epoch`): torch-cpu with all cores, torch-ddp with W = 1 and W = 2 processes, rank
 0's all-reduce seconds, and the all-reduce times of W = 2 for the alpha-beta model
-(implementations.models.torch_ddp.fit_alpha_beta, ring_allreduce_seconds).
+(implementations.allreduce.fit_alpha_beta, ring_allreduce_seconds).
 
 The projection (labelled as such in the report): a step of global batch B on N machines,
 each as fast as one process here, takes
@@ -14,8 +14,9 @@ step_flops). DDP on N machines pays when F(B) / R (1 - 1/N) > t_allreduce(N), i.
 B* = N / (N - 1) * R * t_allreduce(N) / (F per sample).
 """
 
+from implementations.allreduce import fit_alpha_beta, gradient_bytes, ring_allreduce_seconds
 from implementations.experiment import D, H, K, step_flops
-from implementations.models.torch_ddp import fit_alpha_beta, gradient_bytes, ring_allreduce_seconds
+from implementations.registry import TIERS
 
 MACHINES = (1, 2, 4, 8, 16)
 WIDTHS = (128, 512, 2048, 8192)
@@ -30,6 +31,22 @@ def _rows(run) -> dict[int, dict[str, dict]]:
     return out
 
 
+def _multi(row) -> bool:
+    """A row of a tier that runs in several worker processes (the registry's `processes`)."""
+    return row["tier"] in TIERS and TIERS[row["tier"]].processes
+
+
+def _workers(rows: dict, procs: int) -> dict | None:
+    """The multi-process row with `procs` workers, if the run has one."""
+    return next((r for r in rows.values() if _multi(r) and r["extra"].get("procs") == procs),
+                None)
+
+
+def _single(rows: dict) -> dict | None:
+    """The single-process row every multi-process epoch is compared with."""
+    return next((r for r in rows.values() if not _multi(r)), None)
+
+
 def _per_step(row) -> float:
     """Seconds per step of an epoch row, its all-reduce time taken out."""
     steps = -(-row["epoch_samples"] // row["batch"])
@@ -38,8 +55,8 @@ def _per_step(row) -> float:
 
 def compute_model(by_batch) -> tuple[float, float] | None:
     """(t0 s per step, R FLOP/s) from the W = 1 epochs at the two largest-apart batches."""
-    pts = sorted((b, rows["torch-ddp W=1"]) for b, rows in by_batch.items()
-                 if "torch-ddp W=1" in rows)
+    pts = sorted((b, _workers(rows, 1)) for b, rows in by_batch.items()
+                 if _workers(rows, 1))
     if len(pts) < 2:
         return None
     (b1, r1), (b2, r2) = pts[0], pts[-1]
@@ -55,17 +72,20 @@ def section(run) -> list[str]:
     by_batch = _rows(run)
     if not by_batch:
         return []
-    md = [f"## Data parallelism: torch-ddp ({run.name})", "",
-          "Epochs at each batch size: torch-cpu with every core, torch-ddp with W worker "
+    rows_all = [r for rows in by_batch.values() for r in rows.values()]
+    multi = next((r["tier"] for r in rows_all if _multi(r)), "?")
+    single = next((r["tier"] for r in rows_all if not _multi(r)), "?")
+    md = [f"## Data parallelism: {multi} ({run.name})", "",
+          f"Epochs at each batch size: {single} with every core, {multi} with W worker "
           "processes (gloo; cores // W threads each). The all-reduce share is rank 0's time "
           "from each gradient bucket's hand-off to its all-reduce's completion.", ""]
     verdicts = []
     for batch in sorted(by_batch):
         rows = by_batch[batch]
-        base = rows.get("torch-cpu")
+        base = _single(rows)
         md += [f"**ddp epoch batch={batch}**", "",
                "| tier | processes x threads | epoch s | samples/s | all-reduce s (share) | "
-               "vs torch-cpu |", "|---|---|---:|---:|---:|---:|"]
+               f"vs {single} |", "|---|---|---:|---:|---:|---:|"]
         for label, r in sorted(rows.items(), key=lambda kv: kv[1]["mean"]):
             e = r["extra"]
             threads = e.get("threads_per_proc") or e.get("threads") or "-"
@@ -75,9 +95,8 @@ def section(run) -> list[str]:
             md.append(f"| {label} | {e.get('procs', 1)} x {threads} | {r['mean']:.3g} | "
                       f"{r['epoch_samples'] / r['mean']:,.0f} | {comm_s} | {vs} |")
         md.append("")
-        two = rows.get("torch-ddp W=2")
-        best_single = min((r["mean"] for k, r in rows.items() if k != "torch-ddp W=2"),
-                          default=None)
+        two = _workers(rows, 2)
+        best_single = min((r["mean"] for r in rows.values() if r is not two), default=None)
         if two and best_single:
             verdicts.append((batch, best_single / two["mean"], two))
     if verdicts:
@@ -94,9 +113,8 @@ def section(run) -> list[str]:
 
 
 def _projection(by_batch) -> list[str]:
-    two = next((rows["torch-ddp W=2"] for rows in by_batch.values()
-                if "torch-ddp W=2" in rows and rows["torch-ddp W=2"]["extra"].get(
-                    "allreduce_times")), None)
+    two = next((r for r in (_workers(rows, 2) for rows in by_batch.values())
+                if r and r["extra"].get("allreduce_times")), None)
     model = compute_model(by_batch)
     if two is None or model is None:
         return ["No all-reduce timings or too few W=1 epochs in this run: no projection.", ""]

@@ -6,11 +6,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from implementations.experiment import D, H, K  # noqa: E402
+from implementations.fileio import atomic_target  # noqa: E402
 
 
 def _save(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 

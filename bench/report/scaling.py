@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import plots
+from implementations.registry import ORACLE, TIERS, WIDTH_STUDY
 
 # Published test errors of 784-H-10 networks on MNIST (H: error %, source)
 PUBLISHED = [
@@ -32,13 +33,13 @@ WHY_DIFFERENT = (
 # --- the summary ------------------------------------------------------------------------
 
 def summary(run, sweep, claims) -> list[str]:
-    md = ["## Summary", "", "| batch | device | fastest tier | vs numpy | % of peak |",
+    md = ["## Summary", "", f"| batch | device | fastest tier | vs {ORACLE} | % of peak |",
           "|---:|---|---|---:|---:|"]
     for g in run.groups("train_step"):
         rows = run.select(g)
         for device in sorted({r["device"] for r in rows}):
             mine = sorted((r for r in rows if r["device"] == device), key=lambda r: r["median"])
-            numpy = next((r for r in rows if r["tier"] == "numpy"), None)
+            numpy = next((r for r in rows if r["tier"] == ORACLE), None)
             best = mine[0]
             vs = f"{numpy['median'] / best['median']:.2f}x" if numpy else "-"
             md.append(f"| {best['batch']} | {device} | {best['tier']} | {vs} | "
@@ -147,9 +148,7 @@ def weights_bytes(h: int) -> int:
 def unobserved(sweep) -> list[str]:
     """Tiers whose step allocations neither tracemalloc nor the RSS high-water mark can see:
     those whose arrays live in torch's caching allocator (the registry's `allocator`)."""
-    from implementations.registry import TIERS
-
-    return [t for t in sweep["cells"] if t in TIERS and TIERS[t].allocator != "numpy"]
+    return [t for t in sweep["cells"] if t in TIERS and TIERS[t].allocator != "traced"]
 
 
 def memory(sweep, path, h=512):
@@ -246,16 +245,16 @@ def accuracy_vs_width(trainings) -> list[str]:
         if t.get("epochs") == 10 and t.get("dtype", "float32") == "float32" and \
                 t.get("activation") == "relu" and t.get("batch_size") == 64:
             by_h.setdefault(t.get("hidden", 128), []).append(t)
-    widths = sorted(h for h, ts in by_h.items() if any(x["tier"] == "numba-fused" for x in ts))
+    widths = sorted(h for h, ts in by_h.items() if any(x["tier"] == WIDTH_STUDY for x in ts))
     if len(widths) < 2:
         return []
     md = ["## Accuracy vs width", "",
-          "10-epoch test accuracy of numba-fused (ReLU, batch 64, lr 0.1), against the "
+          f"10-epoch test accuracy of {WIDTH_STUDY} (ReLU, batch 64, lr 0.1), against the "
           "published test errors of two-layer networks on MNIST.", "",
           "| hidden units | ours: test error % (accuracy %) | published test error % | source |",
           "|---:|---:|---:|---|"]
     for h in widths:
-        acc = next(x for x in by_h[h] if x["tier"] == "numba-fused")["test_accuracy"][-1]
+        acc = next(x for x in by_h[h] if x["tier"] == WIDTH_STUDY)["test_accuracy"][-1]
         pub = [p for p in PUBLISHED if p[0] == h]
         md.append(f"| {h} | {100 * (1 - acc):.2f} ({100 * acc:.2f}) | "
                   f"{pub[0][1] if pub else '-'} | {pub[0][2] if pub else '-'} |")

@@ -23,17 +23,30 @@ bench/results/<machine>/), atomically.
 
 import contextlib
 import io
-import json
-import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from implementations import data, paths, settings
+from implementations.checks import assert_close
 from implementations.experiment import epoch_batches, init_params, step_flops
+from implementations.fileio import atomic_json
+from implementations.formats import tolerance
+from implementations.machine import describe, machine_name
+from implementations.oracle import oracle_step
+from implementations.registry import (
+    ALTERNATE,
+    ORACLE,
+    TierError,
+    build_model,
+    names,
+    resolve,
+    select,
+)
+from implementations.threads import set_threads
 
-TIERS = ("numpy", "numba-fused")
 BATCH_SIZES = (1, 64, 1024)
 RUNS = 3
 GAP_SECONDS = 1.0
@@ -50,10 +63,6 @@ SMALL_BATCH, SMALL_BATCH_LIMIT = 16, 6000
 def _check_step(name: str, model, x, y, dtype: str) -> None:
     """One train step of `model` against the float64 oracle: its loss and updated weights
     (AssertionError naming the tier and the array that differs)."""
-    from implementations.checks import assert_close
-    from implementations.formats import tolerance
-    from implementations.oracle import oracle_step
-
     params = model.weights()
     want = oracle_step(params, x, y, "relu", LR)
     loss = model.checked_train_step(x, y, LR)
@@ -64,36 +73,27 @@ def _check_step(name: str, model, x, y, dtype: str) -> None:
     model.load_weights(params)
 
 
-def alternate(tiers=TIERS, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int | None = None,
+def alternate(tiers=ALTERNATE, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int | None = None,
               reference: bool = False, out_path: Path | None = None,
               gap: float = GAP_SECONDS) -> Path:
     """Time `runs` rounds of one epoch per tier, alternating, at each batch size; returns
-    the JSON's path. tiers: registry names (CPU tiers; numpy is added as the baseline);
-    limit: train on the first `limit` samples (default all, but SMALL_BATCH_LIMIT below
-    batch SMALL_BATCH). Raises ValueError naming the tier for one that cannot run here.
+    the JSON's path. tiers: registry names (CPU tiers; the ORACLE tier, numpy, is added as
+    the baseline); limit: train on the first `limit` samples (default all, but
+    SMALL_BATCH_LIMIT below batch SMALL_BATCH). Raises TierError naming the tier for one
+    that cannot run here, SettingError for runs < 3 (a median of alternating runs).
     """
-    from implementations import data, paths
-    from implementations.machine import describe, machine_name
-    from implementations.registry import TIERS as REGISTRY
-    from implementations.registry import build_model
-    from implementations.threads import set_threads
-
-    if runs < 3:
-        raise ValueError(f"runs must be at least 3 for a median of alternating runs, "
-                         f"got {runs}")
-    names = list(dict.fromkeys(["numpy", *tiers]))
-    for n in names:
-        if n not in REGISTRY:
-            raise ValueError(f"unknown tier {n!r}: see `mnist-tiers tiers`")
-        if not REGISTRY[n].available:
-            raise ValueError(f"tier {n!r} cannot run here: {REGISTRY[n].unavailable_reason}")
-        if REGISTRY[n].device != "cpu":
-            raise ValueError(f"tier {n!r} is a GPU tier; alternate compares CPU tiers")
+    runs = settings.check("runs", runs)
+    tiers = {n: resolve(n) for n in dict.fromkeys([ORACLE, *tiers])}
+    for tier in tiers.values():
+        if tier.device != "cpu":
+            raise TierError(f"tier {tier.name!r} is a {tier.device} tier; alternate compares "
+                            f"CPU tiers: {', '.join(names(select(device='cpu')))}")
+    names_ = list(tiers)
     set_threads()
     out_path = out_path or paths.bench_root(reference) / machine_name() / "alternating.json"
     info = describe()
-    mn = data.load_mnist()
-    images, labels = data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
+    arrays = data.training_arrays()
+    images, labels = arrays.x_train, arrays.y_train
     params = init_params(0)
     results = []
     t_start = time.perf_counter()
@@ -102,15 +102,15 @@ def alternate(tiers=TIERS, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int
         X, Y = images[:n], labels[:n]
         batches = epoch_batches(n, b, seed=0, epoch=0)
         models = {}
-        for name in names:
+        for name in names_:
             model = build_model(name, params, "relu")
-            _check_step(name, model, X[:b], Y[:b], REGISTRY[name].default_format)
+            _check_step(name, model, X[:b], Y[:b], tiers[name].default_format)
             model.load_weights(params)
             models[name] = (model, *model.prepare(X, Y))
-        times = {name: [] for name in names}
+        times = {name: [] for name in names_}
         losses = {}
         for _ in range(runs):
-            for name in names:
+            for name in names_:
                 model, Xp, Yp = models[name]
                 model.load_weights(params)
                 time.sleep(gap)
@@ -119,17 +119,17 @@ def alternate(tiers=TIERS, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int
                 model.sync()
                 times[name].append(time.perf_counter() - t0)
                 losses[name] = float(np.mean(ls[:CHECKED_STEPS]))
-        for name in names:
-            rel = abs(losses[name] - losses["numpy"]) / abs(losses["numpy"])
+        for name in names_:
+            rel = abs(losses[name] - losses[ORACLE]) / abs(losses[ORACLE])
             if rel > LOSS_RTOL:
                 raise AssertionError(f"{name} epoch at batch {b}: mean loss of the first "
-                                     f"{CHECKED_STEPS} steps {losses[name]:.6g} vs numpy's "
-                                     f"{losses['numpy']:.6g} (relative {rel:.2g} > "
+                                     f"{CHECKED_STEPS} steps {losses[name]:.6g} vs {ORACLE}'s "
+                                     f"{losses[ORACLE]:.6g} (relative {rel:.2g} > "
                                      f"{LOSS_RTOL:g})")
         flops = sum(step_flops(len(bt))["train_step"] for bt in batches)
         floor = flops / (info["sgemm_gflops"] * 1e9)
-        base = statistics.median(times["numpy"])
-        for name in names:
+        base = statistics.median(times[ORACLE])
+        for name in names_:
             med = statistics.median(times[name])
             results.append({"tier": name, "batch": b, "samples": n, "runs_s": times[name],
                             "median_s": med, "floor_s": floor, "x_floor": med / floor,
@@ -141,10 +141,6 @@ def alternate(tiers=TIERS, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit: int
     doc = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
            "gap_seconds": gap, "wall_seconds": time.perf_counter() - t_start,
            "results": results}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out_path)
-    return out_path
+    return atomic_json(out_path, doc)
 
 

@@ -1,5 +1,5 @@
-"""`python -m bench.studies.compile_modes` (run by bench/gpu_check.sh): which torch.compile mode makes
-the CUDA train step fastest, measured, for torch-cuda-compile's choice
+"""`python -m bench.studies.compile_modes` (run by bench/gpu_check.sh): which torch.compile mode
+makes the CUDA train step fastest, measured, for torch-cuda-compile's choice
 (implementations.models.torch_nn.COMPILE_MODE_NOTE).
 
 For eager and each mode in MODES: the compile time (the first steps at batch 64 and the
@@ -9,11 +9,17 @@ rewritten after each mode, so a run stopped part-way keeps the modes already mea
 Writes <bench root>/<machine>/compile-modes.json. Exits 2 with one line without a GPU.
 """
 
-import json
-import os
 import statistics
 import sys
 import time
+
+from implementations import paths, probes
+from implementations.checks import assert_close, random_batch
+from implementations.experiment import init_params
+from implementations.fileio import atomic_json
+from implementations.machine import machine_name
+from implementations.models.torch_nn import TorchModel
+from implementations.oracle import oracle_step
 
 # max-autotune is left out: its GEMM tuning alone outlasts gpu_check's budget, and the
 # network's matmuls are too small for tuning to pay (COMPILE_MODE_NOTE)
@@ -34,13 +40,6 @@ def _time_step(model, x, y) -> float:
 
 
 def measure(out_path=None) -> dict:
-    from implementations import paths
-    from implementations.checks import assert_close, random_batch
-    from implementations.experiment import init_params
-    from implementations.machine import machine_name
-    from implementations.models.torch_nn import TorchModel
-    from implementations.oracle import oracle_step
-
     params = init_params(0)
     x, y = random_batch(BATCH, 784, 10, seed=1)
     want = oracle_step(params, x, y, "relu", 0.1)["loss"]
@@ -60,9 +59,7 @@ def measure(out_path=None) -> dict:
         doc["modes"][mode] = {"compile_s": compile_s, "step_us": 1e6 * _time_step(m, X, Y)}
         timed = {k: v for k, v in doc["modes"].items() if k != "eager"}
         doc["fastest"] = min(timed, key=lambda k: timed[k]["step_us"]) if timed else None
-        tmp = out_path.with_name(f".{out_path.name}.partial")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, out_path)
+        atomic_json(out_path, doc)
         step_us = doc["modes"][mode]["step_us"]
         print(f"  {mode:<16} compile {compile_s:6.1f} s   step {step_us:8.1f} us", flush=True)
     doc["path"] = str(out_path)
@@ -70,9 +67,7 @@ def measure(out_path=None) -> dict:
 
 
 def main() -> int:
-    from implementations.registry import TIERS
-
-    reason = TIERS["torch-cuda-compile"].unavailable_reason
+    reason = probes.torch_compile_cuda()
     if reason:
         print(f"compile_modes: torch.compile on CUDA cannot run here: {reason}")
         return 2

@@ -20,16 +20,28 @@ Writes <bench root>/<machine>/gpu-floor.json (atomically) and prints the verdict
 with one line where there is no usable CUDA GPU.
 """
 
-import json
-import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-GPU_TIERS = ("torch-cuda", "torch-cuda-graph", "torch-cuda-compile", "numba-cuda",
-             "numba-cuda-fused")
+from implementations import data, paths, probes
+from implementations.experiment import epoch_batches, init_params
+from implementations.fileio import atomic_json
+from implementations.machine import describe, machine_name
+from implementations.models.numba_cuda import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
+from implementations.registry import (
+    GPU_FUSED,
+    GPU_GRAPH,
+    ORACLE,
+    TIERS,
+    build_model,
+    select,
+)
+from implementations.threads import set_threads
+from implementations.training import evaluate
+
 BATCH, LR, RUNS = 64, 0.1, 3
 LIMIT, LOSS_RTOL, ACCURACY_POINTS = 2000, 1e-4, 0.3
 FUSED_MAX_MS, FUSED_OVER_TORCH, GRAPH_OVER_EAGER = 10.0, 6.0, 10.0  # the GPU targets
@@ -101,30 +113,23 @@ def torch_kernels_per_step(model, x, y) -> int:
     return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
 
 
-def floor_seconds(tier: str, steps: int, floor: dict, kernels: int | None) -> float:
-    from implementations.models.numba_cuda import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
-
-    us = {"numba-cuda-fused": floor["numba_launch_us"] + 2 * steps * floor["grid_sync_us"],
-          "numba-cuda": steps * (LAUNCHES_PER_STEP * floor["numba_launch_us"]
-                                 + ALLOCATIONS_PER_STEP * floor["numba_alloc_us"])}
-    if tier in us:
-        return us[tier] * 1e-6
-    per = floor["torch_launch_us"] if tier == "torch-cuda" else floor["graph_node_us"]
+def floor_seconds(model: str, steps: int, floor: dict, kernels: int | None) -> float:
+    """Seconds an epoch of `steps` steps spends at least in launches, by the tier's
+    launch-floor model (implementations.registry.LAUNCH_FLOORS) and the costs in `floor`;
+    kernels: CUDA kernels per step (the torch models, from torch.profiler)."""
+    if model == "persistent-kernel":
+        return 1e-6 * (floor["numba_launch_us"] + 2 * steps * floor["grid_sync_us"])
+    if model == "kernel-per-op":
+        return 1e-6 * steps * (LAUNCHES_PER_STEP * floor["numba_launch_us"]
+                               + ALLOCATIONS_PER_STEP * floor["numba_alloc_us"])
+    per = {"eager": floor["torch_launch_us"], "graph": floor["graph_node_us"]}[model]
     return steps * kernels * per * 1e-6
 
 
 def measure(out_path=None) -> dict:
-    from implementations import data, paths
-    from implementations.experiment import epoch_batches, init_params
-    from implementations.machine import describe, machine_name
-    from implementations.registry import TIERS, build_model
-    from implementations.threads import set_threads
-    from implementations.training import evaluate
-
     set_threads()
-    mn = data.load_mnist()
-    X, Y = data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
-    Xt, Yt = data.normalize(mn.test_images), mn.test_labels.astype(np.int64)
+    arrays = data.training_arrays()
+    X, Y, Xt, Yt = arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test
     params = init_params(0)
     batches = epoch_batches(len(X), BATCH, seed=0, epoch=0)
     small = epoch_batches(LIMIT, BATCH, seed=0, epoch=0)
@@ -132,10 +137,11 @@ def measure(out_path=None) -> dict:
         floor = launch_floor()
     except Exception as exc:
         floor = {"error": f"{type(exc).__name__}: {exc}"}
-    names = ["numpy"] + [t for t in GPU_TIERS if TIERS[t].available]
-    skipped = {t: TIERS[t].unavailable_reason for t in GPU_TIERS if not TIERS[t].available}
+    gpu_tiers = select(launch_floor=True)
+    names_ = [ORACLE] + [t.name for t in gpu_tiers if t.available]
+    skipped = {t.name: t.unavailable_reason for t in gpu_tiers if not t.available}
     models, checks = {}, {}
-    for name in list(names):
+    for name in list(names_):
         try:  # each tier on its own: one that fails is reported, the others still measured
             m = build_model(name, params, "relu")
             Xp, Yp = m.prepare(X, Y)
@@ -146,48 +152,46 @@ def measure(out_path=None) -> dict:
             m.train_epoch(Xp, Yp, batches, LR)  # warm-up epoch (graph capture, compile),
             acc = evaluate(m.weights(), Xt, Yt, "relu")  # and the accuracy after it
         except Exception as exc:
-            if name == "numpy":
+            if name == ORACLE:
                 raise
             skipped[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            names.remove(name)
+            names_.remove(name)
             continue
         models[name] = (m, Xp, Yp)
         checks[name] = {"loss_2000": small_loss, "test_accuracy_1_epoch": acc}
-    times = {n: [] for n in names}
+    times = {n: [] for n in names_}
     for _ in range(RUNS):
-        for name in names:
+        for name in names_:
             m, Xp, Yp = models[name]
             m.load_weights(params)
             t0 = time.perf_counter()
             m.train_epoch(Xp, Yp, batches, LR)
             m.sync()
             times[name].append(time.perf_counter() - t0)
-    base = checks["numpy"]
+    base = checks[ORACLE]
     tiers = {}
-    for name in names:
+    for name in names_:
         med = statistics.median(times[name])
         row = {"epoch_runs_s": times[name], "epoch_s": med, **checks[name],
                "loss_rel_diff": abs(checks[name]["loss_2000"] - base["loss_2000"])
                / base["loss_2000"],
                "accuracy_diff_points": 100 * (checks[name]["test_accuracy_1_epoch"]
                                               - base["test_accuracy_1_epoch"])}
-        if name != "numpy" and "error" not in floor:
+        if name != ORACLE and "error" not in floor:
             m, Xp, Yp = models[name]
             kernels = None
-            if name.startswith("torch"):
+            if TIERS[name].framework == "torch":
                 kernels = torch_kernels_per_step(m, *m.take(Xp, Yp, batches[0]))
                 row["kernels_per_step"] = kernels
-            row["floor_s"] = floor_seconds(name, len(batches), floor, kernels)
+            row["floor_s"] = floor_seconds(TIERS[name].launch_floor, len(batches), floor,
+                                           kernels)
             row["x_floor"] = med / row["floor_s"]
         tiers[name] = row
     doc = {"machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M"), "batch": BATCH,
-           "launch_floor": floor, "tiers": tiers, "skipped": skipped,
+           "runs": RUNS, "launch_floor": floor, "tiers": tiers, "skipped": skipped,
            "verdicts": verdicts(tiers)}
     out_path = out_path or paths.bench_root() / machine_name() / "gpu-floor.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out_path)
+    atomic_json(out_path, doc)
     doc["path"] = str(out_path)
     return doc
 
@@ -196,37 +200,38 @@ def verdicts(tiers: dict) -> list[dict]:
     """The GPU targets (module docstring) as {target, value, met} rows; a target whose tier
     did not run is left out."""
     out = []
-    torch_tiers = [t for t in tiers if t.startswith("torch-cuda")]
-    if "numba-cuda-fused" in tiers:
-        ms = 1e3 * tiers["numba-cuda-fused"]["epoch_s"]
-        out.append({"target": f"numba-cuda-fused epoch <= {FUSED_MAX_MS:g} ms",
+    torch_tiers = [t for t in tiers if t in TIERS and TIERS[t].device == "cuda"
+                   and TIERS[t].framework == "torch"]
+    if GPU_FUSED in tiers:
+        ms = 1e3 * tiers[GPU_FUSED]["epoch_s"]
+        out.append({"target": f"{GPU_FUSED} epoch <= {FUSED_MAX_MS:g} ms",
                     "value": f"{ms:.2f} ms", "met": ms <= FUSED_MAX_MS})
         if torch_tiers:
             fastest = min(torch_tiers, key=lambda t: tiers[t]["epoch_s"])
-            r = tiers[fastest]["epoch_s"] / tiers["numba-cuda-fused"]["epoch_s"]
-            out.append({"target": f"numba-cuda-fused >= {FUSED_OVER_TORCH:g}x the fastest "
+            r = tiers[fastest]["epoch_s"] / tiers[GPU_FUSED]["epoch_s"]
+            out.append({"target": f"{GPU_FUSED} >= {FUSED_OVER_TORCH:g}x the fastest "
                                   f"PyTorch CUDA tier ({fastest})",
                         "value": f"{r:.2f}x", "met": r >= FUSED_OVER_TORCH})
-    if "torch-cuda-graph" in tiers and "torch-cuda" in tiers:
-        r = tiers["torch-cuda"]["epoch_s"] / tiers["torch-cuda-graph"]["epoch_s"]
-        out.append({"target": f"torch-cuda-graph >= {GRAPH_OVER_EAGER:g}x torch-cuda eager",
+    eager = TIERS[GPU_GRAPH].baseline
+    if GPU_GRAPH in tiers and eager in tiers:
+        r = tiers[eager]["epoch_s"] / tiers[GPU_GRAPH]["epoch_s"]
+        out.append({"target": f"{GPU_GRAPH} >= {GRAPH_OVER_EAGER:g}x {eager} eager",
                     "value": f"{r:.2f}x", "met": r >= GRAPH_OVER_EAGER})
     for t, row in tiers.items():
-        if t == "numpy":
+        if t == ORACLE:
             continue
-        out.append({"target": f"{t}: loss on {LIMIT} samples within {LOSS_RTOL:g} of numpy's",
+        out.append({"target": f"{t}: loss on {LIMIT} samples within {LOSS_RTOL:g} of "
+                              f"{ORACLE}'s",
                     "value": f"{row['loss_rel_diff']:.2g}", "met": row["loss_rel_diff"]
                     <= LOSS_RTOL})
         out.append({"target": f"{t}: 1-epoch test accuracy within {ACCURACY_POINTS:g} points "
-                              f"of numpy's", "value": f"{row['accuracy_diff_points']:+.2f}",
+                              f"of {ORACLE}'s", "value": f"{row['accuracy_diff_points']:+.2f}",
                     "met": abs(row["accuracy_diff_points"]) <= ACCURACY_POINTS})
     return out
 
 
 def main() -> int:
-    from implementations.registry import TIERS
-
-    reason = TIERS["torch-cuda"].unavailable_reason
+    reason = probes.cuda_gpu()
     if reason:
         print(f"gpu_floor: no usable CUDA GPU: {reason}")
         return 2

@@ -5,8 +5,9 @@ hidden width {32, 128, 512, 2048} (`--quick`: {1, 64, 1024} x {32, 512}). The sa
 bench/: a cell's result is checked against the float64 oracle before it is timed (a cell
 that fails is reported, never timed), compilation and warm-up are outside the timing, every
 library runs the same threads, and the measured sgemm peak of the same run gives % of peak.
-loops is timed only where a step takes under ~2 s (estimated from its rate); the other
-cells say why they are empty. Each cell records the median step time with its quartiles,
+A slow tier (the registry's fast=False: loops) is timed only where a step takes under
+SLOW_CELL_SECONDS (estimated from its registered rate, flops_per_second); the other cells
+say why they are empty. Each cell records the median step time with its quartiles,
 GFLOP/s, and the memory a step needs: the analytic minimum next to what was measured.
 
 The cost model of each tier, fitted over its cells: t_step = t0 + FLOPs / R (t0: fixed
@@ -20,17 +21,22 @@ committed bench/results/<machine>/), atomically.
 
 import contextlib
 import io
-import json
-import os
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from implementations import paths
 from implementations.checks import assert_close, random_batch
 from implementations.experiment import D, K, init_params, step_flops
+from implementations.fileio import atomic_json
+from implementations.formats import tolerance
+from implementations.machine import describe, machine_name
 from implementations.oracle import oracle_step
+from implementations.registry import SLOW_CELL_SECONDS, build_model, resolve, select
+from implementations.threads import set_threads
 
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 WIDTHS = (32, 128, 512, 2048)
@@ -38,8 +44,6 @@ QUICK_BATCHES, QUICK_WIDTHS = (1, 64, 1024), (32, 512)
 LR = 0.1
 MIN_SECONDS = 0.2  # timed per cell, at least MIN_REPS steps
 MIN_REPS, MAX_REPS = 5, 400
-LOOPS_MAX_SECONDS = 2.0
-LOOPS_FLOPS_PER_SECOND = 5e7  # loops' rate here (~0.05 GFLOP/s), to skip hopeless cells
 MISS = 0.3  # a cell the cost model misses by more than this fraction is listed
 
 
@@ -94,7 +98,6 @@ def _time(step, sync) -> list[float]:
 
 def run_cell(model, params, batch: int, h: int, fmt: str = "float32") -> dict:
     """Check, then time, one (tier, batch, width) cell; returns its record."""
-    from implementations.formats import tolerance
 
     x, y = random_batch(batch, D, K, seed=batch + h)
     ref = oracle_step(params, x, y, "relu", LR)
@@ -177,24 +180,12 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
 
     dtype: a number format (default: each tier's own); tiers without it are left out, and
     the JSON is named sweep-<format>.json."""
-    from tqdm import tqdm
-
-    from implementations import paths
-    from implementations.machine import describe, machine_name
-    from implementations.registry import TIERS, build_model
-    from implementations.threads import set_threads
-
     set_threads()
     batches = batches or (QUICK_BATCHES if quick else BATCHES)
     widths = widths or (QUICK_WIDTHS if quick else WIDTHS)
-    names = tiers or [t.name for t in TIERS.values() if t.available and t.device == "cpu"
-                      and (dtype is None or dtype in t.formats)]
-    for n in names:
-        if n not in TIERS or not TIERS[n].available:
-            raise ValueError(f"tier {n!r} cannot be swept here: "
-                             f"{TIERS[n].unavailable_reason if n in TIERS else 'unknown'}")
-        if dtype:
-            TIERS[n].check_format(dtype)
+    names = tiers or [t.name for t in select(device="cpu", available=True)
+                      if dtype is None or dtype in t.formats]
+    tiers_ = {n: resolve(n, dtype=dtype) for n in names}
     stem = ("quick-sweep" if quick else "sweep") + (f"-{dtype}" if dtype else "")
     out_path = out_path or (paths.bench_root(reference) / machine_name() / f"{stem}.json")
     info = describe()
@@ -207,16 +198,18 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
         for h in widths:
             params = init_params(0, h=h)
             t0 = time.perf_counter()
-            fmt = dtype or TIERS[name].default_format
+            tier = tiers_[name]
+            fmt = tier.check_format(dtype)
             model = build_model(name, params, "relu", dtype=fmt)
             compile_s = time.perf_counter() - t0
             for b in batches:
                 bar.set_postfix_str(f"{name} H={h} B={b}")
-                est = step_flops(b, h=h)["train_step"] / LOOPS_FLOPS_PER_SECOND
-                if not TIERS[name].fast and est > LOOPS_MAX_SECONDS:
+                est = (step_flops(b, h=h)["train_step"] / tier.flops_per_second
+                       if tier.flops_per_second else 0.0)
+                if not tier.fast and est > SLOW_CELL_SECONDS:
                     cells[name].append({"batch": b, "hidden": h, "skipped":
                                         f"{name}: a step would take ~{est:.0f} s "
-                                        f"(> {LOOPS_MAX_SECONDS:.0f} s)"})
+                                        f"(> {SLOW_CELL_SECONDS:.0f} s)"})
                 else:
                     cell = run_cell(model, params, b, h, fmt)
                     cell["compile_seconds"] = compile_s
@@ -232,8 +225,4 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
            "grid": {"batches": list(batches), "hidden": list(widths)},
            "wall_seconds": time.perf_counter() - t_start, "cells": cells,
            "cost_models": models, "crossovers": crossovers(models, cells)}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out_path)
-    return out_path
+    return atomic_json(out_path, doc)

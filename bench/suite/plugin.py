@@ -11,67 +11,32 @@ from pathlib import Path
 
 import pytest
 
-DEFAULT_BATCHES = (1, 64, 1024)
+from implementations import settings
+from implementations.formats import get_format
+from implementations.machine import describe
+from implementations.threads import set_threads
+
 # the session's suite settings, parsed once in pytest_configure: batch sizes (--batch-sizes),
 # network width (--hidden) and number format (--dtype; None: each tier's own)
-SUITE = {"batches": list(DEFAULT_BATCHES), "hidden": 128, "dtype": None}
+SUITE = {"batches": list(settings.default("batch_sizes")), "hidden": settings.default("hidden"),
+         "dtype": None}
 
 
 def pytest_addoption(parser):
     g = parser.getgroup("mnist-tiers benchmarks")
     g.addoption("--quick", action="store_true",
                 help="only the quick selection (train step at batch 64, the matmul shapes)")
-    g.addoption("--batch-sizes", default=",".join(map(str, DEFAULT_BATCHES)),
-                help="comma-separated batch sizes (default 1,64,1024)")
-    g.addoption("--threads", default=None,
-                help="threads for every CPU library (default: all cores)")
-    g.addoption("--hidden", default="128",
-                help="hidden units H of the benchmarked 784 -> H -> 10 network (default 128)")
+    g.addoption("--batch-sizes", default=None, help=settings.help_text("batch_sizes"))
+    g.addoption("--threads", default=None, help=settings.help_text("threads"))
+    g.addoption("--hidden", default=None, help=settings.help_text("hidden"))
     g.addoption("--dtype", default=None,
                 help="number format of the main suite's models (default: each tier's own, "
                      "float32; tiers without it are skipped with the reason)")
 
 
-def parse_batch_sizes(text: str) -> list[int]:
-    """'1,64,1024' -> [1, 64, 1024]; ValueError naming the bad entry otherwise."""
-    sizes = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if not part.isdigit() or int(part) < 1:
-            raise ValueError(f"--batch-sizes takes whole numbers >= 1 separated by commas "
-                             f"(e.g. 1,64,1024), got {part!r}")
-        sizes.append(int(part))
-    if not sizes:
-        raise ValueError("--batch-sizes is empty; give e.g. --batch-sizes 1,64,1024")
-    return sizes
-
-
-def parse_threads(value) -> int | None:
-    """The --threads option as a count (None: all cores); ValueError for non-numbers."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"--threads must be a whole number >= 1, got {value!r}") from None
-
-
 def parse_dtype(value) -> str | None:
     """The --dtype option: a known number format or None; ValueError naming them."""
-    if value is None:
-        return None
-    from implementations.formats import get_format
-
-    return get_format(value).name
-
-
-def parse_hidden(value) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"--hidden takes a whole number >= 1, got {value!r}")
-    return int(text)
+    return None if value is None else get_format(value).name
 
 
 def suite_hidden() -> int:
@@ -103,16 +68,17 @@ def _prepare_json_path(config) -> None:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "quick: part of the quick benchmark selection")
-    from implementations.threads import set_threads
 
     try:
-        SUITE["batches"] = parse_batch_sizes(config.getoption("--batch-sizes"))
-        threads = parse_threads(config.getoption("--threads"))
+        SUITE["batches"] = settings.parse("batch_sizes", config.getoption("--batch-sizes"))
+        threads = settings.parse("threads", config.getoption("--threads"))
         SUITE["dtype"] = parse_dtype(config.getoption("--dtype"))
-        SUITE["hidden"] = parse_hidden(config.getoption("--hidden"))
+        SUITE["hidden"] = settings.parse("hidden", config.getoption("--hidden"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             set_threads(threads)
+    except settings.SettingError as exc:  # a person typed the flag
+        raise pytest.UsageError(exc.for_flag()) from None
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     for w in caught:  # shown at once: pytest's warning summary comes after the timings
@@ -141,6 +107,4 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from implementations.machine import describe
-
     machine_info["mnist_tiers"] = describe()

@@ -13,17 +13,22 @@ latest-<format>.json for a full run with --hidden or --dtype; ignored by git),
 """
 
 import argparse
+import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from implementations import paths
+from implementations.fileio import atomic_target
 from implementations.machine import machine_name
 
 SUITE = Path(__file__).resolve().parent  # bench/suite: the benchmark modules
+
+
+class _RunFailed(Exception):
+    """The suite failed or timed nothing: its JSON is not kept."""
 
 
 def strip_raw_timings(path: Path) -> None:
@@ -71,23 +76,21 @@ def destination(args, rest: list[str]) -> Path:
 def main(argv=None) -> int:
     args, rest = parse(list(sys.argv[1:] if argv is None else argv))
     final = destination(args, rest)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.partial")
     history = paths.autosave_dir(machine_name())
-    tmp.unlink(missing_ok=True)
-    code = pytest.main([str(SUITE), "--benchmark-only", f"--benchmark-json={tmp}",
-                        "--benchmark-autosave", f"--benchmark-storage=file://{history}",
-                        "--benchmark-columns=min,median,mean,stddev,rounds",
-                        "--benchmark-sort=mean", "-q", *rest])
-    if code == 0 and tmp.exists():
+    code = 0
+    with contextlib.suppress(_RunFailed), atomic_target(final) as tmp:
+        code = pytest.main([str(SUITE), "--benchmark-only", f"--benchmark-json={tmp}",
+                            "--benchmark-autosave", f"--benchmark-storage=file://{history}",
+                            "--benchmark-columns=min,median,mean,stddev,rounds",
+                            "--benchmark-sort=mean", "-q", *rest])
+        if code != 0 or tmp.stat().st_size == 0:
+            raise _RunFailed  # the temporary file goes; the previous result stays
         strip_raw_timings(tmp)
-        os.replace(tmp, final)
         print(f"\nresults: {final}")
         print(f"history: {history}  (compare runs with: pytest-benchmark "
               f"--storage file://{history} compare)")
         print("report:  mnist-tiers report")
         return 0
-    tmp.unlink(missing_ok=True)
     why = (f"exit {int(code)}" if code != 0 else
            "no benchmark ran (were they all deselected or skipped?)")
     print(f"\nbenchmark run failed ({why}); {final} left untouched", file=sys.stderr)

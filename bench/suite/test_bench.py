@@ -17,7 +17,7 @@ from implementations.checks import assert_close, product_atol, random_batch
 from implementations.experiment import D, K, epoch_batches, init_params, step_flops
 from implementations.formats import tolerance
 from implementations.oracle import oracle_step
-from implementations.registry import TIERS, build_model
+from implementations.registry import ORACLE, TIERS, build_model, select
 from kernels import vectorized as oracle
 
 ACT = "relu"
@@ -33,8 +33,6 @@ def flops_of(n):
     return step_flops(n, h=suite_hidden())
 LR = 0.1
 PASSES = ("forward", "backward", "train_step")
-LOOPS_MAX_BATCH = 64  # loops at 1024 would take ~15 s per train step
-LOOPS_EPOCH_SAMPLES = 256
 
 
 def pytest_generate_tests(metafunc):
@@ -93,9 +91,9 @@ def synced(model, fn):
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("tier", list(TIERS))
 def test_pass(benchmark, tier, pass_, batch):
-    if tier == "loops" and batch > LOOPS_MAX_BATCH:
-        pytest.skip(f"loops at batch {batch} takes too long per call; its per-sample rate "
-                    f"is measured at batch {LOOPS_MAX_BATCH}")
+    too_slow = TIERS[tier].too_slow_for(batch)
+    if too_slow:
+        pytest.skip(too_slow)
     fmt = fmt_of(tier)
     m = model_of(tier, fmt)
     if pass_ == "backward" and not m.has_backward:
@@ -148,7 +146,7 @@ def numpy_epoch(x, y, batches, batch_size=64, dtype="float32"):
     (float64: the oracle the precision benchmarks measure deviations from)."""
     key = (len(x), batch_size, dtype)
     if key not in _epoch_reference:
-        m = build_model("numpy", params0(), ACT, dtype=dtype)
+        m = build_model(ORACLE, params0(), ACT, dtype=dtype)
         losses = m.train_epoch(*m.prepare(x, y), batches, LR)
         _epoch_reference[key] = (losses, m.weights())
     return _epoch_reference[key]
@@ -156,14 +154,15 @@ def numpy_epoch(x, y, batches, batch_size=64, dtype="float32"):
 
 @pytest.mark.parametrize("tier, loader", EPOCH_CASES, ids=[f"{t}-{ld}" for t, ld in EPOCH_CASES])
 def test_epoch(benchmark, tier, loader, mnist_train):
-    """One epoch at batch 64 (60,000 samples; loops: 256 samples, extrapolated)."""
+    """One epoch at batch 64 (60,000 samples; a slow tier, loops: its registered
+    epoch_samples, the time extrapolated)."""
     if not TIERS[tier].available:
         pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
     fmt = fmt_of(tier)
     slow = not TIERS[tier].fast
     x, y = mnist_train
     if slow:
-        x, y = x[:LOOPS_EPOCH_SAMPLES], y[:LOOPS_EPOCH_SAMPLES]
+        x, y = x[:TIERS[tier].epoch_samples], y[:TIERS[tier].epoch_samples]
     n = len(x)
     batches = epoch_batches(n, 64, seed=0, epoch=0)
     if loader == "resident":
@@ -195,28 +194,36 @@ DDP_BATCHES = (64, 1024)
 _ddp_models: dict = {}
 
 
+# the CPU tier that runs in worker processes (torch-ddp), and the single-process tier it
+# wraps (its baseline, torch-cpu)
+DDP_TIER = next((t.name for t in select(device="cpu", processes=True)), None)
+DDP_BASE = TIERS[DDP_TIER].baseline if DDP_TIER else None
+
+
 def ddp_model(procs):
-    """One torch-ddp model per process count for the session, reset to the init weights."""
+    """One DDP_TIER model per process count for the session, reset to the init weights."""
     if procs not in _ddp_models:
-        _ddp_models[procs] = build_model("torch-ddp", params0(), ACT, procs=procs)
+        _ddp_models[procs] = build_model(DDP_TIER, params0(), ACT, procs=procs)
     m = _ddp_models[procs]
     m.load_weights(params0())
     return m
 
 
-@pytest.mark.parametrize("procs", (0, *DDP_PROCS), ids=lambda p: f"W={p}" if p else "torch-cpu")
+@pytest.mark.parametrize("procs", (0, *DDP_PROCS), ids=lambda p: f"W={p}" if p else DDP_BASE)
 @pytest.mark.parametrize("ddp_batch", DDP_BATCHES, ids=lambda b: f"batch={b}")
 def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
     """An epoch of torch-ddp with W = 1 and 2 processes (cores // W threads each) next to
     torch-cpu with all the cores, at batch 64 and 1024; the all-reduce's share of the epoch
     (rank 0's hook timers) and, for W >= 2, the all-reduce's latency and bandwidth measured
     in the same run (alpha-beta fit) for the report's projection."""
-    tier = "torch-cpu" if procs == 0 else "torch-ddp"
+    tier = DDP_BASE if procs == 0 else DDP_TIER
+    if tier is None:
+        pytest.skip("no multi-process CPU tier is registered")
     if not TIERS[tier].available:
         pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
     x, y = mnist_train
     batches = epoch_batches(len(x), ddp_batch, seed=0, epoch=0)
-    m = model_of("torch-cpu") if procs == 0 else ddp_model(procs)
+    m = model_of(tier) if procs == 0 else ddp_model(procs)
     benchmark.group = f"ddp epoch batch={ddp_batch}"
     X, Y = m.prepare(x, y)
     m.prepare_batches({len(b) for b in batches}, LR)
@@ -231,7 +238,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
     rounds = 2
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)), rounds=rounds,
                        iterations=1)
-    extra = {"procs": procs or 1, "label": f"torch-ddp W={procs}" if procs else "torch-cpu",
+    extra = {"procs": procs or 1, "label": f"{tier} W={procs}" if procs else tier,
              "epoch_samples": len(x)}
     mean = mean_seconds(benchmark)
     if procs:
@@ -240,7 +247,7 @@ def test_ddp_epoch(benchmark, procs, ddp_batch, mnist_train):
         if mean:
             extra["allreduce_share"] = comm / mean
         if procs >= 2:
-            from implementations.models.torch_ddp import fit_alpha_beta
+            from implementations.allreduce import fit_alpha_beta
 
             times = m.allreduce_times()
             alpha, bandwidth = fit_alpha_beta(times)
@@ -311,8 +318,8 @@ def test_format(benchmark, tier, fmt, fmt_batch, what, mnist_train):
 def mnist_train():
     from implementations import data
 
-    mn = data.load_mnist()
-    return data.normalize(mn.train_images), mn.train_labels.astype(np.int64)
+    arrays = data.training_arrays()
+    return arrays.x_train, arrays.y_train
 
 
 KERNELS = ("linear_forward", "linear_backward", "relu_forward", "relu_backward",
@@ -365,8 +372,9 @@ def test_kernel(benchmark, tier, kernel, batch):
     if not TIERS[tier].available:
         pytest.skip(f"{tier}: {TIERS[tier].unavailable_reason}")
     slow = not TIERS[tier].fast
-    if slow and kernel.startswith("linear") and batch > LOOPS_MAX_BATCH:
-        pytest.skip(f"loops {kernel} at batch {batch} takes too long per call")
+    too_slow = TIERS[tier].too_slow_for(batch) if kernel.startswith("linear") else None
+    if too_slow:
+        pytest.skip(too_slow)
     k = importlib.import_module(TIERS[tier].kernels)
     device = TIERS[tier].device
     args, ref, flops, atols = kernel_case(k, kernel, batch, device)

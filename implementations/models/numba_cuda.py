@@ -34,9 +34,10 @@ class CudaScratchMLP(ScratchMLP):
     uploads its order once and writes each step's loss into a device array.
     """
 
-    def __init__(self, params, activation="relu", dtype="float32", name="numba-cuda"):
+    def __init__(self, params, activation="relu", dtype="float32", name=None):
         from kernels import numba_cuda
 
+        name = name or type(self).__name__  # the registry passes the tier's name
         if dtype != "float32":
             raise ValueError(f"tier {name!r} computes in float32 only, got {dtype}")
         super().__init__(numba_cuda, params, activation, np.float32, name)
@@ -86,16 +87,16 @@ class NumbaCudaFusedMLP(Model):
 
     has_backward = False
 
-    def __init__(self, params, activation="relu", dtype="float32", name="numba-cuda-fused",
-                 threads=None):
+    def __init__(self, params, activation="relu", dtype="float32", name=None, threads=None):
         from kernels import numba_cuda_fused as ncf
         from kernels._cuda import cuda
 
         if dtype != "float32":
-            raise ValueError(f"tier {name!r} computes in float32 only, got {dtype}")
+            raise ValueError(f"{name or type(self).__name__} computes in float32 only, got "
+                             f"{dtype}")
         self.f, self.cuda = ncf, cuda
         super().__init__()
-        self.name = name
+        self.name = name or type(self).__name__  # the registry passes the tier's name
         self.activation = check_activation(activation)
         self.act = ncf.RELU if activation == "relu" else ncf.SIGMOID
         self.threads = threads or ncf.MAX_THREADS

@@ -6,6 +6,7 @@ from functools import cache
 import numba
 import numpy as np
 
+from implementations.formats import numpy_dtype
 from implementations.models.base import Model
 from implementations.validation import check_activation
 from kernels import numba_fused as nf
@@ -29,11 +30,9 @@ class NumbaFusedMLP(Model):
 
     has_backward = False
 
-    def __init__(self, params, activation="relu", dtype="float32", name="numba-fused"):
+    def __init__(self, params, activation="relu", dtype="float32", name=None):
         super().__init__()
-        from implementations.formats import numpy_dtype
-
-        self.name = name
+        self.name = name or type(self).__name__  # the registry passes the tier's name
         self.dtype = np.dtype(numpy_dtype(dtype))
         self.activation = check_activation(activation)
         self.act = nf.RELU if activation == "relu" else nf.SIGMOID
@@ -152,7 +151,7 @@ class NumbaFusedMLP(Model):
             if not entry(X, Y, order, batch_size, self.W1p, self.b1, self.W2p, self.b2,
                          self.dtype.type(lr), self.act, losses, parts, cycles):
                 raise RuntimeError(
-                    f"numba-fused's instrumented epoch needs its {parts} parts running at "
+                    f"{self.name}'s instrumented epoch needs its {parts} parts running at "
                     f"once, and Numba's {numba.threading_layer()} threading layer did not run "
                     "them so; set NUMBA_THREADING_LAYER=omp (or workqueue) to profile it")
 

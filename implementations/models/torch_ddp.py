@@ -32,6 +32,8 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
+from implementations import settings
+from implementations.allreduce import gradient_bytes
 from implementations.formats import numpy_dtype
 from implementations.models.base import Model
 from implementations.models.torch_nn import to_numpy
@@ -266,16 +268,15 @@ class DDPModel(Model):
     has_backward = False  # gradients exist only inside the ranks, all-reduced in backward
 
     def __init__(self, params, activation="relu", procs=2, threads=None, device="cpu",
-                 fault=None, dtype="float32", name="torch-ddp"):
+                 fault=None, dtype="float32", name=None):
         super().__init__()
         import torch.distributed as dist
         import torch.multiprocessing as mp
 
         from implementations.threads import available_cores
 
-        if isinstance(procs, bool) or not isinstance(procs, int) or procs < 1:
-            raise ValueError(f"--procs must be a whole number >= 1, got {procs!r}")
-        self.name = name
+        procs = settings.check("procs", procs)
+        self.name = name or type(self).__name__  # the registry passes the tier's name
         self.activation = check_activation(activation)
         self.world = procs
         self.fault = fault
@@ -420,32 +421,3 @@ class DDPModel(Model):
         sizes = sorted(sizes or {4, 4096, 65536, 1 << 18, 1 << 20, 4 << 20, self.grad_bytes})
         times = self._send(range(self.world), "allreduce_times", list(sizes), repeats)[0]
         return dict(zip(sizes, times))
-
-
-
-# --- the alpha-beta model of an all-reduce ---------------------------------------------------
-
-def fit_alpha_beta(times: dict[int, float]) -> tuple[float, float]:
-    """Fit t = alpha + bytes / bandwidth to {bytes: seconds}, minimizing relative error
-    (weights 1/t: a plain fit would let the largest message set alpha as well).
-
-    Returns (alpha seconds, bandwidth bytes/s), both floored at tiny positive values.
-    """
-    b = np.array(sorted(times), float)
-    t = np.array([times[int(k)] for k in b])
-    slope, alpha = np.polyfit(b, t, 1, w=1 / t)
-    return max(float(alpha), 1e-9), 1.0 / max(float(slope), 1e-15)
-
-
-def ring_allreduce_seconds(nbytes: int, ranks: int, alpha: float, bandwidth: float) -> float:
-    """Projected time of a ring all-reduce of `nbytes` over `ranks` participants:
-    2 (p - 1) alpha + 2 (p - 1) / p * nbytes / bandwidth (Thakur, Rabenseifner and Gropp,
-    "Optimization of Collective Communication Operations in MPICH", IJHPCA 2005)."""
-    if ranks <= 1:
-        return 0.0
-    return 2 * (ranks - 1) * alpha + 2 * (ranks - 1) / ranks * nbytes / bandwidth
-
-
-def gradient_bytes(d: int, h: int, k: int) -> int:
-    """Bytes all-reduced per step: every float32 gradient, W1 (d, h), b1, W2 (h, k), b2."""
-    return 4 * (d * h + h + h * k + k)

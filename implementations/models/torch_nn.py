@@ -23,8 +23,8 @@ COMPILE_MODE_NOTE = (
     "can save is launches: 'reduce-overhead' replays Inductor's fused kernels as CUDA graphs "
     "(cudagraph trees), the default mode launches them one by one, and 'max-autotune' spends "
     "its effort tuning matmuls too small to gain. This is the expectation, not yet a "
-    "measurement: bench/studies/compile_modes.py, run by bench/gpu_check.sh, times the step in each "
-    "mode on the GPU and the choice stands or falls by it.")
+    "measurement: bench/studies/compile_modes.py, run by bench/gpu_check.sh, times the step "
+    "in each mode on the GPU and the choice stands or falls by it.")
 
 
 class MLP(nn.Module):

@@ -1,0 +1,49 @@
+"""Writing result files so that no reader ever sees half of one.
+
+Every file the project writes for a person or a later run (result JSONs, reports, profile
+pages, plots) is written to a temporary file in the same folder and renamed over the target
+(os.replace is atomic on POSIX within one file system): a run that fails or is killed
+part-way leaves the previous file whole, and two writers never interleave their bytes.
+Temporary names are unique per writer (`.<name>.<random>.partial`), so concurrent runs do
+not clobber each other's temporary files either.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; on leaving the block without an
+    exception it replaces `path`, otherwise it is removed and `path` is left as it was.
+    Creates `path`'s folder. OSError (an unwritable folder) propagates, naming the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a result file is for everyone to read
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write `data` (text as UTF-8, or bytes) to `path` atomically; returns the path."""
+    with atomic_target(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_json(path: str | os.PathLike, doc, indent: int | None = 1) -> Path:
+    """Write `doc` as JSON to `path` atomically; returns the path."""
+    return atomic_write(path, json.dumps(doc, indent=indent))
