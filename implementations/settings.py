@@ -125,7 +125,10 @@ def parse(setting: str, text):
         if not parts or not all(p.isdigit() for p in parts):
             raise SettingError(setting, r.text, text)
         value = [int(p) for p in parts]
-    return check(setting, value)
+    try:
+        return check(setting, value)
+    except SettingError:  # say what was typed, not what it was parsed into
+        raise SettingError(setting, r.text, text) from None
 
 
 def argparse_type(setting: str):

@@ -71,8 +71,8 @@ def test_benchmark_json_that_cannot_be_written_fails_before_timing(tmp_path):
     assert "cannot write there" in proc.stderr and "benchmark 'matmul" not in proc.stdout
 
 
-@pytest.mark.parametrize("sizes, words", [("0,64", "got '0'"), ("a", "got 'a'"),
-                                          (",", "is empty")])
+@pytest.mark.parametrize("sizes, words", [("0,64", "got '0,64'"), ("a", "got 'a'"),
+                                          (",", "got ','")])
 def test_bad_batch_sizes_are_a_usage_error(sizes, words):
     proc = _pytest_bench("--benchmark-only", "--batch-sizes", sizes, "-k", "test_pass")
     assert proc.returncode == 4 and words in proc.stderr, proc.stderr[-1000:]
@@ -126,7 +126,7 @@ def test_suite_at_another_width():
                        "(test_kernel and numba and linear_backward and 64)")
     assert ok.returncode == 0 and "2 passed" in ok.stdout, ok.stdout[-2000:]
     bad = _pytest_bench("--benchmark-only", "--hidden", "0", "-k", "test_pass")
-    assert bad.returncode == 4 and "--hidden takes a whole number >= 1" in bad.stderr
+    assert bad.returncode == 4 and "--hidden must be a whole number >= 1" in bad.stderr
     from bench.suite.run import destination, parse
 
     assert destination(*parse(["--hidden", "300"])).name == "latest-h300.json"

@@ -84,7 +84,7 @@ def test_a_failing_rank_fails_the_parent_fast_and_leaves_no_process():
     idx, _ = m.take(X, Y, np.arange(8))
     m.train_step(idx, None, LR)
     t0 = time.perf_counter()
-    with pytest.raises(RuntimeError, match="torch-ddp rank 1 of 2 failed: RuntimeError: "
+    with pytest.raises(RuntimeError, match="DDPModel rank 1 of 2 failed: RuntimeError: "
                                            "injected fault at step 2"):
         m.train_step(idx, None, LR)
     assert time.perf_counter() - t0 < 10
@@ -113,13 +113,14 @@ def test_workers_die_with_their_parent(tmp_path):
 
 
 def test_procs_that_make_no_sense(capsys):
-    with pytest.raises(ValueError, match="--procs must be a whole number >= 1"):
+    with pytest.raises(ValueError, match="procs must be a whole number >= 1, got 0"):
         DDPModel(init_params(0), procs=0)
     with pytest.raises(SystemExit):
         main(["train", "--tier", "torch-ddp", "--procs", "0"])
-    assert "argument --procs: must be >= 1" in capsys.readouterr().err
+    assert "argument --procs: must be a whole number >= 1" in capsys.readouterr().err
     assert main(["train", "--tier", "numpy", "--procs", "2", "--epochs", "1"]) == 2
-    assert "runs in one process; --procs applies to torch-ddp" in capsys.readouterr().err
+    assert "tier 'numpy' runs in one process; worker processes apply to torch-ddp" in \
+        capsys.readouterr().err
 
 
 def test_more_procs_than_cores_warns(capsys):

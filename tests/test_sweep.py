@@ -8,6 +8,7 @@ import pytest
 from bench.report import scaling as scaling_report
 from bench.studies import sweep
 from implementations.experiment import step_flops
+from implementations.registry import TierError
 
 
 def test_minimum_bytes_counts_weights_gradients_and_activations():
@@ -75,7 +76,7 @@ def test_loops_cells_too_slow_say_why_and_wrong_cells_are_not_timed(tmp_path, mo
 
 
 def test_unknown_tier_is_refused():
-    with pytest.raises(ValueError, match="cannot be swept here"):
+    with pytest.raises(TierError, match="unknown tier 'nope'; known tiers: loops"):
         sweep.sweep(["nope"], progress=False)
 
 

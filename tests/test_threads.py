@@ -38,7 +38,7 @@ def test_more_threads_than_cores_warns_and_runs_the_cores(restore_threads):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
 def test_nonsense_thread_counts_are_refused(bad):
-    with pytest.raises(ValueError, match="--threads must be"):
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
         threads.check_threads(bad)
 
 
@@ -67,7 +67,8 @@ def test_benchmark_json_records_the_threads_that_ran(tmp_path, paths):
     assert [b["extra_info"]["threads"] for b in doc["benchmarks"]] == [1]
 
 
-@pytest.mark.parametrize("value, words", [("0", "must be >= 1"), ("x", "whole number")])
+@pytest.mark.parametrize("value, words", [("0", "--threads must be a whole number >= 1, got '0'"),
+                                          ("x", "--threads must be a whole number >= 1, got 'x'")])
 def test_benchmark_threads_nonsense_is_a_usage_error(tmp_path, value, words):
     proc, out = _bench(["--threads", value], tmp_path, "bench")
     assert proc.returncode == 4, proc.stdout[-1000:]  # pytest's usage-error exit code
@@ -82,7 +83,7 @@ def test_train_more_threads_than_cores(tmp_path):
          "1024", "--epochs", "1", "--threads", str(CORES + 14), "--json", "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"mnist-tiers: warning: --threads {CORES + 14} asks for more threads" in proc.stderr
+    assert f"mnist-tiers: warning: threads={CORES + 14} asks for more threads" in proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["threads"] == CORES
     assert set(doc["threads_by_library"].values()) == {CORES}

@@ -5,7 +5,7 @@ import pytest
 
 from implementations.experiment import epoch_batches, init_params
 from implementations.models.torch_nn import TorchModel
-from implementations.registry import TIERS, build_model
+from implementations.registry import TIERS, TierError, build_model
 from mnist_tiers.cli import main
 
 CUDA_TIERS = [t.name for t in TIERS.values() if t.device == "cuda"]
@@ -41,7 +41,7 @@ def test_cuda_tier_refused_without_gpu(tier, capsys):
     assert main(["train", "--tier", tier, "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "unavailable" in err and "CUDA" in err and "Traceback" not in err
-    with pytest.raises(RuntimeError, match="unavailable"):
+    with pytest.raises(TierError, match=f"tier '{tier}' is unavailable here: "):
         build_model(tier, init_params(0))
 
 

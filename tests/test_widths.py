@@ -43,8 +43,9 @@ def test_one_epoch_at_width_300_matches_numpy(tier):
     assert abs(got.train_loss[0] - ref.train_loss[0]) / ref.train_loss[0] < 1e-4
 
 
-@pytest.mark.parametrize("value, words", [("0", "must be >= 1"), ("-5", "must be >= 1"),
-                                          ("2.5", "expected a whole number")])
+@pytest.mark.parametrize("value, words", [("0", "must be a whole number >= 1, got '0'"),
+                                          ("-5", "must be a whole number >= 1"),
+                                          ("2.5", "must be a whole number >= 1, got '2.5'")])
 def test_bad_widths_are_refused(capsys, value, words):
     with pytest.raises(SystemExit):
         main(["train", "--tier", "numpy", "--hidden", value])
