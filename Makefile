@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench bench-quick profile report sweep alternate train-reference \
+.PHONY: setup test test-fast bench bench-quick profile report sweep alternate train-reference \
 	bench-reference profile-reference sweep-reference alternate-reference report-reference \
 	reference lint clean
 
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# the whole suite on every core (pytest-xdist; worksteal evens out the long tests), the
+# 15 slowest listed; test-fast: the edit-test loop (kernels, gradients, checks, bad input)
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist worksteal --durations=15
+
+FAST_TESTS = tests/test_kernels.py tests/test_gradients.py tests/test_bad_input.py \
+	tests/test_registry_and_settings.py tests/test_formats.py
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -n auto $(FAST_TESTS)
 
 bench: $(STAMP)
 	$(PY) -m bench.suite.run

@@ -78,7 +78,9 @@ LAYOUTS = {
     "gz": (lambda n: f"{n}.gz", gzip.compress),
     "plain": (lambda n: n, COMPRESS["raw"]),
     "plain-saved-as-gz": (lambda n: f"{n}.gz", COMPRESS["raw"]),  # what browsers do
-    "dotted-gz": (lambda n: f"{n.replace('-idx', '.idx')}.gz", gzip.compress),
+    # level 1: the layout is the point, not the ratio (level 9 took 15 s for 47 MB)
+    "dotted-gz": (lambda n: f"{n.replace('-idx', '.idx')}.gz",
+                  lambda raw: gzip.compress(raw, compresslevel=1)),
     "dotted-plain": (lambda n: n.replace("-idx", ".idx"), COMPRESS["raw"]),
 }
 

@@ -84,13 +84,40 @@ def test_fused_epoch_kernel_compiles_to_ptx_for_sm90():
     assert ".target sm_90" in ptx and ".entry" in ptx and "cudaCGSynchronize" in ptx
 
 
-def test_cuda_kernels_under_the_simulator():
+# tests/cuda_checks.py in four parts of ~20 s each under the simulator, so that `make test`'s
+# workers share them; together they select every test of the file (checked below)
+SIMULATOR_PARTS = {
+    "kernels": "not fused",
+    "fused-relu": "fused_epoch and relu",
+    "fused-sigmoid": "(fused_epoch and sigmoid) or fused_refuses",
+    "fused-step": "fused_step",
+}
+
+
+@pytest.mark.parametrize("part", SIMULATOR_PARTS)
+def test_cuda_kernels_under_the_simulator(part):
     """tests/cuda_checks.py in a fresh process with NUMBA_ENABLE_CUDASIM=1 (the simulator is
     chosen when numba is first imported, so not in this process)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=", str(REPO / "tests" / "cuda_checks.py")],
+                           "-o", "addopts=", str(REPO / "tests" / "cuda_checks.py"),
+                           "-k", SIMULATOR_PARTS[part]],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+
+
+def test_the_simulator_parts_cover_every_check_once():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(REPO)}
+
+    def collected(*k):
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only",
+                              "-p", "no:cacheprovider", "-o", "addopts=",
+                              str(REPO / "tests" / "cuda_checks.py"), *k], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300).stdout
+        return [ln for ln in out.splitlines() if "::" in ln]
+
+    every = collected()
+    parts = [t for expr in SIMULATOR_PARTS.values() for t in collected("-k", expr)]
+    assert sorted(parts) == sorted(every) and len(every) >= 14
