@@ -99,3 +99,26 @@ def numba_cache_note() -> str | None:
     from kernels import _jit
 
     return None if _jit.CACHE else _jit.CACHE_STATUS
+
+
+def jax_cpu() -> str | None:
+    """JAX importable and XLA able to run a jitted program here."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as exc:
+        return (f"jax is not importable ({exc}); install it with pip install "
+                f"'jax==0.10.2' (the README's set-up does)")
+    try:
+        if float(jax.jit(lambda a: a.sum())(jnp.ones(4))) != 4.0:
+            return "XLA computed a wrong sum of ones"
+    except Exception as exc:  # noqa: BLE001  (any failure to compile or run means no tier)
+        return f"XLA cannot run a jitted program: {type(exc).__name__}: {exc}"
+    return None
+
+
+def jax_note() -> str | None:
+    """Which device XLA runs the JAX tiers on (the CPU, or a GPU where jaxlib has CUDA)."""
+    import jax
+
+    return f"XLA on {jax.devices()[0].platform}"

@@ -69,9 +69,9 @@ class Tier:
     kernels: str | None = None
     check: Callable[[], str | None] = lambda: None
     note: Callable[[], str | None] = lambda: None
-    # "scratch": our own arithmetic (kernels/); "framework": a library's (PyTorch)
+    # "scratch": our own arithmetic (kernels/); "framework": a library's (PyTorch, JAX)
     family: str = "scratch"
-    framework: str | None = None  # the library under a framework tier: "torch"
+    framework: str | None = None  # the library under a framework tier: "torch" or "jax"
     # the tier this one is compared with in the report's crossovers: the one it improves on
     baseline: str | None = None
     processes: bool = False  # runs in several worker processes (procs option, --procs)
@@ -80,8 +80,8 @@ class Tier:
     formats_note: str = ""  # how it computes in them, when that needs saying
     # whose allocator holds its step's arrays: "traced" (NumPy's: tracemalloc sees them),
     # "torch" (a caching allocator neither tracemalloc nor the RSS high-water mark sees once
-    # warm) or "numba-device" (Numba CUDA device arrays; no peak counter, see
-    # profiles.breakdown.memory)
+    # warm), "xla" (XLA's buffers, outside tracemalloc) or "numba-device" (Numba CUDA device
+    # arrays; no peak counter, see profiles.breakdown.memory)
     allocator: str = "traced"
     # False: too slow for full epochs; the suite times it on EPOCH_SAMPLES samples, at most
     # max_batch per call, and the sweep skips cells estimated above SLOW_CELL_SECONDS at
@@ -250,6 +250,19 @@ _ENTRIES = [
          warmed(model_class("torch_ddp", "DDPModel", "torch-ddp-cuda", device="cuda")),
          check=probes.multi_gpu, baseline="torch-cuda", processes=True,
          formats=("float32", "bfloat16"), formats_note=AUTOCAST_NOTE, **TORCH),
+]
+
+JAX = {"family": "framework", "framework": "jax", "allocator": "xla",
+       "formats": ("float32", "float64"), "check": probes.jax_cpu, "note": probes.jax_note,
+       "formats_note": "float64 with jax_enable_x64; no bfloat16 tier yet"}
+_ENTRIES += [
+    Tier("jax", "a jax.jit train step (value_and_grad + SGD, donated buffers) called per "
+         "batch from Python: the framework's per-step dispatch, the twin of torch-cpu.",
+         "cpu", warmed(model_class("jax_xla", "JaxMLP", "jax")), baseline="numpy", **JAX),
+    Tier("jax-scan", "the whole epoch as one XLA program (lax.scan over the batches, then "
+         "the partial one): a compiler's answer to numba-fused.", "cpu",
+         warmed(model_class("jax_xla", "JaxMLP", "jax-scan", scan=True)), baseline="jax",
+         **JAX),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}

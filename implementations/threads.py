@@ -1,4 +1,5 @@
-"""One thread count for every CPU library: Numba, the BLAS under NumPy, OpenMP and torch.
+"""One thread count for every CPU library: Numba, the BLAS under NumPy, OpenMP, torch and
+XLA (the JAX tiers; it can be held to one thread or left on every core, nothing between).
 
 `set_threads(n)` applies the count to every thread pool that is loaded (it loads NumPy,
 SciPy's BLAS, torch and Numba first: threadpoolctl only reaches libraries already in the
@@ -86,12 +87,44 @@ def set_threads(n: int | None = None) -> int:
         torch.set_num_threads(n)
     except ImportError:
         pass
+    _set_xla_threads(n)
     counts = thread_counts()
     off = {lib: c for lib, c in counts.items() if c != n}
     if off:
         warnings.warn(f"asked every library for {n} threads, but these run another count: "
                       f"{off}", ThreadsWarning, stacklevel=2)
     return current_threads()
+
+
+XLA_SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+
+
+def _xla_started() -> bool:
+    """Whether JAX has started its XLA client (after which its thread pool is fixed)."""
+    import sys
+
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return bool(xla_bridge.backends_are_initialized())
+
+
+def _set_xla_threads(n: int) -> None:
+    """XLA's CPU client (the JAX tiers) sizes its thread pool once, when it starts, from the
+    cores it may use; the one count it can be given is 1, through XLA_FLAGS
+    (--xla_cpu_multi_thread_eigen=false; JAX offers no other thread setting, jax-ml/jax
+    issues 743 and 1539). So n = 1 adds that flag before the client starts and n > 1 removes
+    it; once started, the pool stays as it is, and thread_counts() reports what it runs."""
+    if _xla_started():
+        return
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f != XLA_SINGLE_THREAD]
+    if n == 1:
+        flags.append(XLA_SINGLE_THREAD)
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+    else:
+        os.environ.pop("XLA_FLAGS", None)
 
 
 def thread_counts() -> dict[str, int]:
@@ -109,6 +142,9 @@ def thread_counts() -> dict[str, int]:
         out["numba"] = int(sys.modules["numba"].get_num_threads())
     if "torch" in sys.modules:
         out["torch"] = int(sys.modules["torch"].get_num_threads())
+    if _xla_started():  # XLA's pool: one thread with the flag, else every core it may use
+        single = XLA_SINGLE_THREAD in os.environ.get("XLA_FLAGS", "").split()
+        out["xla"] = 1 if single else available_cores()
     return out
 
 

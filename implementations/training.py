@@ -90,9 +90,11 @@ def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float 
                         ("seed", seed), ("limit", limit), ("hidden", hidden)):
         settings.check(name, value)
     options = dict(model_options or {})
+    # threads first: a tier's availability probe may start a library's thread pool (XLA
+    # sizes its pool once, when its client starts)
+    n_threads = set_threads(threads)
     tier = resolve(tier, dtype=dtype, loader=options.get("loader"), procs=options.get("procs"))
     fmt = tier.check_format(dtype)
-    n_threads = set_threads(threads)
     arrays = mnist_data.training_arrays(data_dir, limit)
     x_train, y_train, x_test, y_test = (arrays.x_train, arrays.y_train, arrays.x_test,
                                         arrays.y_test)

@@ -18,7 +18,7 @@ from bench.studies.sweep import sweep
 from implementations import settings
 from implementations.data import DataError
 from implementations.formats import FORMATS
-from implementations.registry import ALTERNATE, ORACLE, TIERS, TierError, resolve
+from implementations.registry import ALTERNATE, ORACLE, TIERS, TierError
 from implementations.settings import SettingError, argparse_type, help_text
 from implementations.threads import available_cores
 from implementations.training import DivergedError, train
@@ -65,28 +65,30 @@ def _train_options(args) -> tuple[str | None, dict]:
 
 def _cmd_train(args) -> int:
     dtype, options = _train_options(args)
-    tier = resolve(args.tier, dtype=dtype, loader=args.loader, procs=args.procs)
     cores = available_cores()
     if args.procs is not None and args.procs > cores:
         warnings.warn(f"--procs {args.procs} starts more processes than the {cores} "
                       f"cores; they time-share the cores", ProcsWarning, stacklevel=1)
     activation = args.activation or PRESETS.get(args.preset, {}).get("activation", "relu")
-    bar = tqdm(total=args.epochs, desc=f"{tier.name} epochs", unit="epoch",
-               file=sys.stderr, disable=args.no_progress)
+    bars = []  # opened at the first epoch: a refused tier or setting shows no bar
 
     def on_epoch(result, epoch):
-        bar.update(1)
+        if not bars:
+            bars.append(tqdm(total=args.epochs, desc=f"{args.tier} epochs", unit="epoch",
+                             file=sys.stderr, disable=args.no_progress, initial=epoch))
+        bars[0].update(1)
         tqdm.write(
             f"epoch {epoch + 1:3d}  loss {result.train_loss[-1]:.4f}  "
             f"test acc {100 * result.test_accuracy[-1]:6.2f}%  "
             f"{result.epoch_seconds[-1]:8.3f} s  "
             f"{result.samples_per_second[-1]:11,.0f} samples/s", file=sys.stdout)
 
-    result = train(tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    result = train(args.tier, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    activation=activation, seed=args.seed, limit=args.limit,
                    data_dir=args.data_dir, threads=args.threads, on_epoch=on_epoch,
                    model_options=options, dtype=dtype, hidden=args.hidden)
-    bar.close()
+    for bar in bars:
+        bar.close()
     print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
           f"hidden {result.hidden}; format: {result.dtype}; threads: {result.threads} "
           f"(every library: {result.threads_by_library})")

@@ -16,7 +16,7 @@ from pathlib import Path
 from implementations.machine import describe, machine_name
 from implementations.paths import profiles_root
 from implementations.registry import TIERS, resolve, select
-from profiles import report_index, scalene_run
+from profiles import report_index, scalene_run, xla_trace
 from profiles import torch_trace as tt
 
 
@@ -66,6 +66,9 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
         if torch_trace and TIERS[name].framework == "torch" and not in_workers:
             say(f"[{i}/{total}] {name}: torch.profiler ...")
             tt.profile(name, out_dir)
+        if torch_trace and TIERS[name].framework == "jax":
+            say(f"[{i}/{total}] {name}: jax.profiler ...")
+            xla_trace.profile(name, out_dir)
         say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")
     info = describe()
     info["date"] = datetime.date.today().isoformat()

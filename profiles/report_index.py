@@ -17,6 +17,7 @@ from profiles.scalene_run import ATTRIBUTION_NOTE  # noqa: E402
 CATEGORY = {"forward": "forward", "loss": "forward", "backward": "backward",
             "update": "update", "optimizer": "update", "fused_step": "fused step",
             "graph_replay": "graph replay", "allreduce": "all-reduce", "other": "other",
+            "gather": "batch gather",
             # numba-fused's instrumented phases
             "layer-1 forward + activation": "forward", "partial logits": "forward",
             "softmax-CE + b2 update": "forward", "hidden backward": "backward",
@@ -182,6 +183,9 @@ def _links(out_dir: Path) -> list[tuple[str, str]]:
         out.append((f"torch.profiler table: {p.name[6:-10]}", p.name))
     for p in sorted(out_dir.glob("torch-*-trace.json.gz")):
         out.append((f"torch.profiler trace (open in ui.perfetto.dev): {p.name[6:-14]}", p.name))
+    for p in sorted(out_dir.glob("xla-*-trace.json.gz")):
+        out.append((f"XLA profiler trace (jax.profiler; open in ui.perfetto.dev): "
+                    f"{p.name[4:-14]}", p.name))
     return out
 
 

@@ -5,7 +5,6 @@ so the trace shows the four phases with the operators (and, on CUDA, kernels) in
     python -m profiles.torch_trace --tier torch-cpu --out-dir profiles/reports/<machine>
 """
 
-import argparse
 import gzip
 import os
 import sys
@@ -15,7 +14,7 @@ from implementations.experiment import init_params
 from implementations.fileio import atomic_write
 from implementations.registry import TIERS, build_model
 from implementations.threads import set_threads
-from profiles.workload import mnist_batches, run_steps
+from profiles.workload import mnist_batches, run_steps, trace_main
 
 TRACE_STEPS = 5  # a short window keeps the committed trace small
 # Kineto's own start/stop chatter (and a GPU-count "error" on CPU-only machines) is noise
@@ -68,12 +67,7 @@ def profile(tier: str, out_dir: Path, steps: int = 50) -> dict[str, Path]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--tier", required=True)
-    p.add_argument("--out-dir", required=True)
-    args = p.parse_args(argv)
-    profile(args.tier, Path(args.out_dir))
-    return 0
+    return trace_main(profile, __doc__, argv)
 
 
 if __name__ == "__main__":

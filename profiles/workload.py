@@ -5,6 +5,7 @@ Run as a program (this is what scalene profiles):
 """
 
 import argparse
+from pathlib import Path
 
 from implementations import data
 from implementations.experiment import epoch_batches, init_params
@@ -49,6 +50,16 @@ def main(argv=None) -> int:
     run_steps(model, batches, steps=args.steps)
     if args.scalene_window:
         scalene_profiler.stop()
+    return 0
+
+
+def trace_main(profile, doc: str, argv=None) -> int:
+    """The command line of a profiler module: `--tier T --out-dir DIR` -> profile(T, DIR)."""
+    p = argparse.ArgumentParser(description=doc)
+    p.add_argument("--tier", required=True)
+    p.add_argument("--out-dir", required=True)
+    args = p.parse_args(argv)
+    profile(args.tier, Path(args.out_dir))
     return 0
 
 

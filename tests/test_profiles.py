@@ -45,7 +45,7 @@ def test_every_tier_yields_phases_that_add_up(tier):
     assert r["peak_rss_mb"] > 0
     expected = {"loops": "backward/linear1", "numpy": "forward/softmax_ce",
                 "numba": "update", "numba-fused": "fused_step", "torch-cpu": "optimizer",
-                "torch-ddp": "allreduce"}
+                "torch-ddp": "allreduce", "jax": "fused_step", "jax-scan": "fused_step"}
     if tier in expected:
         assert expected[tier] in r["phases_ms"]
 
