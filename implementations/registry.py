@@ -91,6 +91,8 @@ class Tier:
     epoch_samples: int | None = None
     flops_per_second: float | None = None
     profile: Profile = field(default_factory=Profile)
+    profiler: str | None = None  # its framework's own profiler: "torch.profiler", "jax.profiler"
+    thread_pool: str | None = None  # the one pool it runs on, as threads.thread_counts names it
     # its compilation takes about a minute (torch.compile's Inductor): bench/gpu_check.sh
     # gives its training a longer limit and leaves it out of the profiles
     slow_compile: bool = False
@@ -181,7 +183,8 @@ TORCH_LOADERS = ("resident", "dataloader")  # batches from resident tensors, or 
 CPU_TORCH_FORMATS = ("float32", "float64", "bfloat16")
 GPU_FORMATS = ("float32", "tf32", "bfloat16", "float16")
 AUTOCAST_NOTE = "bfloat16/float16 by autocast with float32 master weights"
-TORCH = {"family": "framework", "framework": "torch", "allocator": "torch"}
+TORCH = {"family": "framework", "framework": "torch", "allocator": "torch",
+         "profiler": "torch.profiler"}
 
 _ENTRIES = [
     Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
@@ -253,6 +256,7 @@ _ENTRIES = [
 ]
 
 JAX = {"family": "framework", "framework": "jax", "allocator": "xla",
+       "profiler": "jax.profiler", "thread_pool": "xla",
        "formats": ("float32", "float64"), "check": probes.jax_cpu, "note": probes.jax_note,
        "formats_note": "float64 with jax_enable_x64; no bfloat16 tier yet"}
 _ENTRIES += [

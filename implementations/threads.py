@@ -148,7 +148,12 @@ def thread_counts() -> dict[str, int]:
     return out
 
 
-def current_threads() -> int:
-    """The thread count every library runs with now: the largest of `thread_counts()`
-    (they agree after set_threads; set_threads warns when they do not)."""
-    return max(thread_counts().values(), default=1)
+def current_threads(library: str | None = None) -> int:
+    """The thread count a tier runs with now: `library`'s own pool where the tier names
+    one (the JAX tiers: "xla"), else the largest count of the other pools, XLA's left out
+    (it serves only the JAX tiers and cannot be resized once started). They agree after
+    set_threads; set_threads warns when one does not."""
+    counts = thread_counts()
+    if library is not None and library in counts:
+        return counts[library]
+    return max((c for lib, c in counts.items() if lib != "xla"), default=1)

@@ -9,7 +9,7 @@ from implementations import data as mnist_data
 from implementations import settings
 from implementations.experiment import H, epoch_batches, init_params
 from implementations.registry import Tier, build_model, resolve
-from implementations.threads import set_threads, thread_counts
+from implementations.threads import current_threads, set_threads, thread_counts
 from implementations.validation import check_batch
 from kernels import vectorized
 
@@ -92,7 +92,7 @@ def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float 
     options = dict(model_options or {})
     # threads first: a tier's availability probe may start a library's thread pool (XLA
     # sizes its pool once, when its client starts)
-    n_threads = set_threads(threads)
+    set_threads(threads)
     tier = resolve(tier, dtype=dtype, loader=options.get("loader"), procs=options.get("procs"))
     fmt = tier.check_format(dtype)
     arrays = mnist_data.training_arrays(data_dir, limit)
@@ -108,6 +108,7 @@ def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float 
     model.prepare_epoch(X, Y, epoch_batches(n, batch_size, seed, 0), lr)  # same sizes each
     model.sync()
     compile_seconds = model.compile_seconds + time.perf_counter() - t0
+    n_threads = current_threads(tier.thread_pool)  # what the tier's own pool runs, now built
     result = TrainResult(tier.name, activation, batch_size, epochs, seed, lr, limit, n_threads,
                          compile_seconds, thread_counts(), fmt, hidden,
                          extra=getattr(model, "options", {}))

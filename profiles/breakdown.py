@@ -30,7 +30,7 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
     settings = TIERS[tier].profile
     steps = steps or settings.steps
     warmup = settings.warmup if warmup is None else warmup
-    threads = set_threads()
+    set_threads()
     model = build_model(tier, init_params(0))
     batches = mnist_batches(model, min(steps, 938))
     run_steps(model, batches, steps=warmup)
@@ -46,7 +46,8 @@ def measure(tier: str, steps: int | None = None, warmup: int | None = None,
     step_ms = 1e3 * total / steps
     result = {
         "tier": tier, "device": TIERS[tier].device, "batch": 64, "hidden": H, "steps": steps,
-        "threads": threads, "step_ms": step_ms, "phases_ms": per_step,
+        "threads": current_threads(TIERS[tier].thread_pool), "step_ms": step_ms,
+        "phases_ms": per_step,
         "other_ms": step_ms - sum(per_step.values()),
         "compile_seconds": model.compile_seconds,
     }
@@ -64,7 +65,8 @@ def _instrumented(tier: str, model, steps: int) -> dict:
     r = model.phase_breakdown(X, Y, batches, 0.1)
     total = sum(r["phases_ms"].values())
     result = {"tier": tier, "device": TIERS[tier].device, "batch": 64, "hidden": H,
-              "steps": len(batches), "threads": current_threads(), "step_ms": r["step_ms"],
+              "steps": len(batches), "threads": current_threads(TIERS[tier].thread_pool),
+              "step_ms": r["step_ms"],
               "phases_ms": r["phases_ms"], "other_ms": r["step_ms"] - total,
               "instrumented_step_ms": r["instrumented_step_ms"], "handoff_us": r["handoff_us"],
               "parallel_regions_per_step": r["parallel_regions_per_step"],

@@ -63,10 +63,10 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
         if scalene and TIERS[name].device == "cpu" and not in_workers:
             say(f"[{i}/{total}] {name}: scalene ...")
             scalene_run.profile(name, out_dir)
-        if torch_trace and TIERS[name].framework == "torch" and not in_workers:
+        if torch_trace and TIERS[name].profiler == "torch.profiler" and not in_workers:
             say(f"[{i}/{total}] {name}: torch.profiler ...")
             tt.profile(name, out_dir)
-        if torch_trace and TIERS[name].framework == "jax":
+        if torch_trace and TIERS[name].profiler == "jax.profiler":
             say(f"[{i}/{total}] {name}: jax.profiler ...")
             xla_trace.profile(name, out_dir)
         say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")

@@ -192,7 +192,7 @@ def test_one_region_epoch_falls_back_when_its_parts_cannot_all_run(monkeypatch):
         assert_close(f"fallback {name}", w, ref.weights()[name], rtol=1e-5, atol=1e-6)
 
 
-def test_microkernel_and_fused_step_without_avx512(tmp_path):
+def test_microkernel_and_fused_step_without_avx512():
     """On a CPU without AVX-512 the microkernel uses 256-bit registers and 6-row tiles:
     the same tests in a process whose Numba compiles for this CPU's features less
     AVX-512 (NUMBA_CPU_FEATURES), so that path is checked on any x86 machine."""
@@ -206,7 +206,10 @@ def test_microkernel_and_fused_step_without_avx512(tmp_path):
     if "+avx512f" not in features:
         pytest.skip("this CPU has no AVX-512: the default tests already run the 256-bit path")
     without = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features)
-    env = {**os.environ, "NUMBA_CPU_FEATURES": without, "NUMBA_CACHE_DIR": str(tmp_path)}
+    # the project's own compile cache: its folder is keyed by NUMBA_CPU_FEATURES too
+    # (kernels._jit.CODEGEN_SETTINGS), so this build never mixes with the AVX-512 one, and
+    # a second run reuses it instead of compiling for 40 s
+    env = {**os.environ, "NUMBA_CPU_FEATURES": without}
     code = ("from kernels import intrinsics as k; assert (k.VECTOR_BYTES, k.MAX_TILE_ROWS) "
             "== (32, 6), (k.VECTOR_BYTES, k.MAX_TILE_ROWS)")
     probe = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

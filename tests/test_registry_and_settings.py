@@ -25,7 +25,7 @@ def test_select_by_facts():
     assert names(select(family="scratch", device="cpu")) == ["loops", "numpy", "numba",
                                                               "numba-fused"]
     assert all(t.device == "cuda" for t in select(launch_floor=True))
-    assert all(t.framework == "torch" for t in select(family="framework"))
+    assert {t.framework for t in select(family="framework")} == {"torch", "jax"}
     assert names(select(device="cpu", processes=True)) == ["torch-ddp"]
 
 
@@ -129,4 +129,5 @@ def test_the_makefile_reads_its_defaults_from_the_registry():
     assert len(defaults) == 3 and all("REGISTRY" in line for line in defaults), defaults
     out = subprocess.run(["make", "-n", "train-reference"], cwd=REPO, capture_output=True,
                          text=True).stdout
-    assert "for t in numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp;" in out
+    assert ("for t in numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp jax "
+            "jax-scan;") in out

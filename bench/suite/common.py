@@ -2,7 +2,10 @@
 
 import pytest
 
+from bench.suite.plugin import suite_hidden
 from implementations.machine import cpu_peaks, gpu_peaks
+from implementations.registry import TIERS
+from implementations.threads import current_threads
 
 
 def verify(name: str, check) -> None:
@@ -32,13 +35,10 @@ def record(benchmark, *, tier: str, device: str, batch: int, flops: int | None,
            samples: int | None = None, **extra) -> None:
     """Fill extra_info after timing: what ran (tier, batch, the thread count every library
     really used), GFLOP/s from the measured mean and the fraction of peak."""
-    from implementations.threads import current_threads
-
     info = benchmark.extra_info
-    from bench.suite.plugin import suite_hidden
-
     info.update(tier=tier, device=device, batch=batch, correct=True, hidden=suite_hidden(),
-                threads=current_threads(), **extra)
+                threads=current_threads(TIERS[tier].thread_pool if tier in TIERS else None),
+                **extra)
     mean = mean_seconds(benchmark)
     if mean is None:
         return
