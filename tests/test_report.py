@@ -128,3 +128,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-500:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_the_seeds_pytorch_claims_are_judged_on_pytorch_tiers_only():
+    """The JAX tiers are frameworks too, but the seed wrote about PyTorch: its accuracy
+    claims compare the torch tiers with the scratch tiers, never JAX."""
+    runs = [training(t, [0.95, 0.97]) for t in ("jax-scan", "numpy")]
+    verdicts = claims.accuracy_claims(runs)
+    assert all(v["verdict"] == "untested" for v in verdicts)
+    verdicts = claims.accuracy_claims(runs + [training("torch-cpu", [0.96, 0.975])])
+    assert all("jax" not in item for v in verdicts for item in v["holds"] + v["fails"])

@@ -16,8 +16,9 @@ def scratch_tiers() -> list[str]:
 
 
 def _is_framework(tier: str) -> bool:
-    """A tier of a framework (the seed's "PyTorch"), by the registry's facts."""
-    return tier in TIERS and TIERS[tier].family == "framework"
+    """A tier of the seed's framework, PyTorch (FRAMEWORK_PEER's; the JAX tiers are a
+    peer the seed did not write about), by the registry's facts."""
+    return tier in TIERS and TIERS[tier].framework == TIERS[FRAMEWORK_PEER].framework
 
 
 def _steps(run, batch):

@@ -7,6 +7,11 @@ tier's median over the rounds is compared with the others' from the same rounds.
 floor (counted FLOPs of the epoch / the sgemm peak measured in the same run) and the ratio
 to numpy are computed per batch size.
 
+Each tier compiles for the epoch's shapes (prepare_batches, prepare_epoch) and runs one
+untimed warm-up epoch before the rounds: an XLA epoch program ran its first epochs up to 3x
+slower than its later ones (jax-scan at batch 64: 0.75, 0.37, 0.51 then 0.22 s, 2-core AMD
+EPYC VM, 2026-12-07).
+
 A pause separates consecutive epochs (GAP_SECONDS): an epoch started right after another
 library's was up to 110 ms slower here (numba-fused at batch 64: 332-337 ms right after a
 NumPy epoch, 227-239 ms after a 1 s pause, 2-core VM, 2026-12-01), because the previous
@@ -105,8 +110,15 @@ def alternate(tiers=ALTERNATE, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit:
         for name in names_:
             model = build_model(name, params, "relu")
             _check_step(name, model, X[:b], Y[:b], tiers[name].default_format)
+            Xp, Yp = model.prepare(X, Y)
+            # untimed: the epoch's own compilation (an XLA program per shape, a CUDA graph)
+            # and one whole warm-up epoch (XLA's first epochs ran up to 3x slower here)
+            model.prepare_batches({len(bt) for bt in batches}, LR)
+            model.prepare_epoch(Xp, Yp, batches, LR)
+            model.train_epoch(Xp, Yp, batches, LR)
+            model.sync()
             model.load_weights(params)
-            models[name] = (model, *model.prepare(X, Y))
+            models[name] = (model, Xp, Yp)
         times = {name: [] for name in names_}
         losses = {}
         for _ in range(runs):
