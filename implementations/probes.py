@@ -117,8 +117,22 @@ def jax_cpu() -> str | None:
     return None
 
 
-def jax_note() -> str | None:
-    """Which device XLA runs the JAX tiers on (the CPU, or a GPU where jaxlib has CUDA)."""
+def jax_gpu() -> str | None:
+    """A GPU that JAX's XLA can run a jitted program on (a jaxlib with CUDA)."""
+    reason = jax_cpu()
+    if reason:
+        return reason
     import jax
+    import jax.numpy as jnp
 
-    return f"XLA on {jax.devices()[0].platform}"
+    try:
+        gpu = jax.devices("gpu")[0]
+    except RuntimeError:
+        return ("this machine's jaxlib has no CUDA backend (the CPU wheel); JAX on a GPU "
+                "needs its CUDA build, pip install 'jax[cuda13]'")
+    try:
+        x = jax.device_put(jnp.ones(4), gpu)
+        float(jax.jit(lambda a: a.sum())(x))
+    except Exception as exc:  # noqa: BLE001
+        return f"XLA cannot run a jitted program on {gpu}: {type(exc).__name__}: {exc}"
+    return None

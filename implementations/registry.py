@@ -256,17 +256,24 @@ _ENTRIES = [
 ]
 
 JAX = {"family": "framework", "framework": "jax", "allocator": "xla",
-       "profiler": "jax.profiler", "thread_pool": "xla",
-       "formats": ("float32", "float64"), "check": probes.jax_cpu, "note": probes.jax_note,
+       "profiler": "jax.profiler", "formats": ("float32", "float64"),
        "formats_note": "float64 with jax_enable_x64; no bfloat16 tier yet"}
+JAX_CPU = {**JAX, "check": probes.jax_cpu, "thread_pool": "xla"}
+JAX_GPU = {**JAX, "check": probes.jax_gpu}
 _ENTRIES += [
     Tier("jax", "a jax.jit train step (value_and_grad + SGD, donated buffers) called per "
          "batch from Python: the framework's per-step dispatch, the twin of torch-cpu.",
-         "cpu", warmed(model_class("jax_xla", "JaxMLP", "jax")), baseline="numpy", **JAX),
+         "cpu", warmed(model_class("jax_xla", "JaxMLP", "jax")), baseline="numpy", **JAX_CPU),
     Tier("jax-scan", "the whole epoch as one XLA program (lax.scan over the batches, then "
          "the partial one): a compiler's answer to numba-fused.", "cpu",
          warmed(model_class("jax_xla", "JaxMLP", "jax-scan", scan=True)), baseline="jax",
-         **JAX),
+         **JAX_CPU),
+    Tier("jax-cuda", "the jax tier on the GPU (XLA's CUDA backend).", "cuda",
+         warmed(model_class("jax_xla", "JaxMLP", "jax-cuda", device="cuda")),
+         baseline="jax", **JAX_GPU),
+    Tier("jax-scan-cuda", "the jax-scan tier on the GPU: the epoch as one XLA program.",
+         "cuda", warmed(model_class("jax_xla", "JaxMLP", "jax-scan-cuda", scan=True,
+                                    device="cuda")), baseline="jax-cuda", **JAX_GPU),
 ]
 
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}

@@ -96,3 +96,20 @@ def test_xla_runs_the_threads_recorded(threads):
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["threads_by_library"]["xla"] == (threads or available_cores())
+
+
+def test_the_gpu_twins_say_why_they_cannot_run():
+    """jax-cuda and jax-scan-cuda are the same tiers pinned to a GPU: without a jaxlib that
+    has CUDA they are listed, unavailable, with the reason and the fix."""
+    import jax
+
+    gpu_tiers = [t for t in TIERS.values() if t.framework == "jax" and t.device == "cuda"]
+    assert {t.name for t in gpu_tiers} == {"jax-cuda", "jax-scan-cuda"}
+    try:
+        jax.devices("gpu")
+        pytest.skip("this jaxlib has a GPU backend: the refusal cannot be exercised here")
+    except RuntimeError:
+        pass
+    for t in gpu_tiers:
+        assert "no CUDA backend" in t.unavailable_reason and "jax[cuda13]" in \
+            t.unavailable_reason

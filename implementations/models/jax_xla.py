@@ -12,7 +12,9 @@ plain SGD. float32, and float64 with jax_enable_x64 (turned on here: without it 
 silently computes float64 arrays in float32; float32 inputs stay float32). Compilation
 happens in prepare_batches / prepare_epoch (AOT: jit(...).lower(...).compile()), before any
 timing; a new shape (the last partial batch) compiles there, never inside a timed epoch.
-Runs on JAX's default device: the CPU here, a GPU where that machine's jaxlib has CUDA.
+Each model is pinned to one device: the CPU for `jax` and `jax-scan`, the first GPU for
+`jax-cuda` and `jax-scan-cuda` (which need a jaxlib with CUDA; the CPU wheel has none), so
+a result's device is the device that ran it.
 """
 
 import jax
@@ -72,8 +74,11 @@ class JaxMLP(Model):
 
     has_backward = False
 
-    def __init__(self, params, activation="relu", dtype="float32", name=None, scan=False):
+    def __init__(self, params, activation="relu", dtype="float32", name=None, scan=False,
+                 device="cpu"):
         super().__init__()
+        # "cuda" (the registry's name for a GPU) is JAX's "gpu" platform
+        self.device = jax.devices("gpu" if device == "cuda" else device)[0]
         self.name = name or type(self).__name__  # the registry passes the tier's name
         self.activation = check_activation(activation)
         self.dtype = np.dtype(numpy_dtype(dtype))
@@ -86,19 +91,19 @@ class JaxMLP(Model):
 
     # -- data -------------------------------------------------------------------------
     def prepare(self, x, y):
-        return (jax.device_put(np.asarray(x, self.dtype)),
-                jax.device_put(np.asarray(y, np.int32)))
+        return (jax.device_put(np.asarray(x, self.dtype), self.device),
+                jax.device_put(np.asarray(y, np.int32), self.device))
 
     def take(self, X, Y, idx):
         with self.clock("gather"):  # the batch's rows, gathered on the device
-            idx = jnp.asarray(idx)
+            idx = jax.device_put(np.asarray(idx), self.device)
             return X[idx], Y[idx]
 
     def sync(self):
         jax.block_until_ready(self.params)
 
     def _lr(self, lr):
-        return jnp.asarray(lr, self.dtype)
+        return jax.device_put(np.asarray(lr, self.dtype), self.device)
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, x, y):
@@ -129,6 +134,7 @@ class JaxMLP(Model):
         key = (X.shape, full.shape, tail.shape)
         if key not in self._epochs:
             fn = jax.jit(_epoch, static_argnames="act", donate_argnums=0)
+            full, tail = (jax.device_put(a, self.device) for a in (full, tail))
             self._epochs[key] = fn.lower(self.params, X, Y, full, tail, self._lr(lr),
                                          act=self.activation).compile()
         return self._epochs[key]
@@ -141,8 +147,9 @@ class JaxMLP(Model):
 
     def prepare_batches(self, batch_sizes, lr):
         for n in batch_sizes:  # the per-step program at each size (the jax tier's epoch)
-            x = jnp.zeros((n, self.params["W1"].shape[0]), self.dtype)
-            y = jnp.zeros((n,), jnp.int32)
+            x = jax.device_put(np.zeros((n, self.params["W1"].shape[0]), self.dtype),
+                               self.device)
+            y = jax.device_put(np.zeros((n,), np.int32), self.device)
             self._step.lower(self.params, x, y, self._lr(lr), act=self.activation).compile()
 
     def train_epoch(self, X, Y, batches, lr):
@@ -150,19 +157,22 @@ class JaxMLP(Model):
         if layout is None:
             return super().train_epoch(X, Y, batches, lr)
         program = self._compiled_epoch(X, Y, *layout, lr)
-        self.params, losses = program(self.params, X, Y, *layout, self._lr(lr))
+        full, tail = (jax.device_put(a, self.device) for a in layout)
+        self.params, losses = program(self.params, X, Y, full, tail, self._lr(lr))
         return np.asarray(losses, np.float64)
 
     # -- read-back ------------------------------------------------------------------------
     def predict(self, x):
         return np.asarray(jax.jit(_logits, static_argnames="act")(
-            self.params, jnp.asarray(np.asarray(x, self.dtype)), act=self.activation))
+            self.params, jax.device_put(np.asarray(x, self.dtype), self.device),
+            act=self.activation))
 
     def weights(self):
         return {k: np.array(self.params[k]) for k in PARAM_NAMES}
 
     def load_weights(self, params):
-        self.params = {k: jnp.array(np.asarray(params[k], self.dtype)) for k in PARAM_NAMES}
+        self.params = {k: jax.device_put(np.array(params[k], self.dtype), self.device)
+                       for k in PARAM_NAMES}
 
     def logits(self):
         return np.asarray(self._last_logits)
@@ -170,5 +180,4 @@ class JaxMLP(Model):
     @property
     def options(self) -> dict:
         """What the training JSON records of how XLA ran (its device and platform)."""
-        device = jax.devices()[0]
-        return {"xla_device": str(device), "xla_platform": device.platform}
+        return {"xla_device": str(self.device), "xla_platform": self.device.platform}
