@@ -256,8 +256,9 @@ _ENTRIES = [
 ]
 
 JAX = {"family": "framework", "framework": "jax", "allocator": "xla",
-       "profiler": "jax.profiler", "formats": ("float32", "float64"),
-       "formats_note": "float64 with jax_enable_x64; no bfloat16 tier yet"}
+       "profiler": "jax.profiler", "formats": ("float32", "float64", "bfloat16"),
+       "formats_note": "float64 with jax_enable_x64; bfloat16 matmuls and activations from "
+                       "float32 master weights, the loss in float32"}
 JAX_CPU = {**JAX, "check": probes.jax_cpu, "thread_pool": "xla"}
 JAX_GPU = {**JAX, "check": probes.jax_gpu}
 _ENTRIES += [

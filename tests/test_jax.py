@@ -16,7 +16,7 @@ from implementations.registry import TIERS, build_model
 from implementations.training import train
 
 REPO = Path(__file__).resolve().parent.parent
-JAX_TIERS = [t.name for t in TIERS.values() if t.framework == "jax"]
+JAX_TIERS = [t.name for t in TIERS.values() if t.framework == "jax" and t.device == "cpu"]
 pytestmark = pytest.mark.skipif(not all(TIERS[t].available for t in JAX_TIERS),
                                 reason=f"JAX cannot run here: {TIERS['jax'].unavailable_reason}")
 
@@ -96,6 +96,23 @@ def test_xla_runs_the_threads_recorded(threads):
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["threads_by_library"]["xla"] == (threads or available_cores())
+
+
+@pytest.mark.parametrize("tier", JAX_TIERS)
+def test_bfloat16_computes_in_bfloat16_from_float32_weights(tier, small):
+    """bfloat16: the logits come out in bfloat16, the weights stay float32 (master
+    weights), and an epoch's losses stay within bfloat16's reach of numpy's float32 ones."""
+    x, y = small
+    batches = epoch_batches(len(x), 64, seed=0, epoch=0)
+    m = build_model(tier, init_params(0), dtype="bfloat16")
+    X, Y = m.prepare(x, y)
+    m.forward(*m.take(X, Y, batches[0]))
+    assert m.compute_dtype() == "bfloat16"
+    got = m.train_epoch(X, Y, batches, 0.1)
+    assert all(w.dtype == np.float32 for w in m.weights().values())
+    ref = build_model("numpy", init_params(0))
+    want = ref.train_epoch(*ref.prepare(x, y), batches, 0.1)
+    assert abs(np.mean(got) - np.mean(want)) / np.mean(want) < 2e-2
 
 
 def test_the_gpu_twins_say_why_they_cannot_run():

@@ -37,29 +37,39 @@ def _logits(params, x, act):
     return h @ params["W2"] + params["b2"]
 
 
-def _loss_and_logits(params, x, y, act):
-    """Mean softmax cross-entropy over the batch (y (N,) int labels) and the logits."""
+def _loss_and_logits(params, x, y, act, compute=None):
+    """Mean softmax cross-entropy over the batch (y (N,) int labels) and the logits.
+
+    compute: None (the parameters' own dtype) or "bfloat16": the matmuls and activations
+    in bfloat16 from float32 master weights (autocast-style: the casts are inside the
+    differentiated function, so the gradients reach the float32 weights), the
+    log-softmax and the mean in float32."""
+    if compute is not None:
+        params = jax.tree_util.tree_map(lambda p: p.astype(compute), params)
+        x = x.astype(compute)
     logits = _logits(params, x, act)
-    logp = jax.nn.log_softmax(logits, axis=1)
+    logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
+                              axis=1)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), logits
 
 
-def _step(params, x, y, lr, act):
+def _step(params, x, y, lr, act, compute=None):
     """One SGD step: (new params, loss of the batch before the update)."""
-    (loss, _), grads = jax.value_and_grad(_loss_and_logits, has_aux=True)(params, x, y, act)
+    (loss, _), grads = jax.value_and_grad(_loss_and_logits, has_aux=True)(params, x, y, act,
+                                                                          compute)
     return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), loss
 
 
-def _epoch(params, X, Y, full, tail, lr, act):
+def _epoch(params, X, Y, full, tail, lr, act, compute=None):
     """full (S, B) and tail (r,) sample indices: S scanned steps, then the partial batch
     (r = 0: none). Returns (new params, the S (+1) losses in order)."""
 
     def body(p, idx):
-        return _step(p, X[idx], Y[idx], lr, act)
+        return _step(p, X[idx], Y[idx], lr, act, compute)
 
     params, losses = lax.scan(body, params, full)
     if tail.shape[0]:
-        params, last = _step(params, X[tail], Y[tail], lr, act)
+        params, last = _step(params, X[tail], Y[tail], lr, act, compute)
         losses = jnp.concatenate([losses, last[None]])
     return params, losses
 
@@ -81,10 +91,11 @@ class JaxMLP(Model):
         self.device = jax.devices("gpu" if device == "cuda" else device)[0]
         self.name = name or type(self).__name__  # the registry passes the tier's name
         self.activation = check_activation(activation)
-        self.dtype = np.dtype(numpy_dtype(dtype))
+        self.dtype = np.dtype(numpy_dtype(dtype))  # the weights' (float32 for bfloat16)
+        self.compute = "bfloat16" if dtype == "bfloat16" else None
         self.scan = scan
-        self._step = jax.jit(_step, static_argnames="act", donate_argnums=0)
-        self._forward = jax.jit(_loss_and_logits, static_argnames="act")
+        self._step = jax.jit(_step, static_argnames=("act", "compute"), donate_argnums=0)
+        self._forward = jax.jit(_loss_and_logits, static_argnames=("act", "compute"))
         self._epochs = {}  # (X shape, S, B, r) -> compiled epoch program
         self._last_logits = None
         self.load_weights(params)
@@ -107,13 +118,14 @@ class JaxMLP(Model):
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, x, y):
-        loss, self._last_logits = self._forward(self.params, x, y, act=self.activation)
+        loss, self._last_logits = self._forward(self.params, x, y, act=self.activation,
+                                                compute=self.compute)
         return loss
 
     def train_step(self, x, y, lr):
         with self.clock("fused_step"):  # value_and_grad + SGD: one compiled XLA program
             self.params, loss = self._step(self.params, x, y, self._lr(lr),
-                                           act=self.activation)
+                                           act=self.activation, compute=self.compute)
         return loss
 
     # -- the epoch -------------------------------------------------------------------------
@@ -133,10 +145,11 @@ class JaxMLP(Model):
     def _compiled_epoch(self, X, Y, full, tail, lr):
         key = (X.shape, full.shape, tail.shape)
         if key not in self._epochs:
-            fn = jax.jit(_epoch, static_argnames="act", donate_argnums=0)
+            fn = jax.jit(_epoch, static_argnames=("act", "compute"), donate_argnums=0)
             full, tail = (jax.device_put(a, self.device) for a in (full, tail))
             self._epochs[key] = fn.lower(self.params, X, Y, full, tail, self._lr(lr),
-                                         act=self.activation).compile()
+                                         act=self.activation,
+                                         compute=self.compute).compile()
         return self._epochs[key]
 
     def prepare_epoch(self, X, Y, batches, lr):
@@ -150,7 +163,8 @@ class JaxMLP(Model):
             x = jax.device_put(np.zeros((n, self.params["W1"].shape[0]), self.dtype),
                                self.device)
             y = jax.device_put(np.zeros((n,), np.int32), self.device)
-            self._step.lower(self.params, x, y, self._lr(lr), act=self.activation).compile()
+            self._step.lower(self.params, x, y, self._lr(lr), act=self.activation,
+                             compute=self.compute).compile()
 
     def train_epoch(self, X, Y, batches, lr):
         layout = self._layout(batches) if self.scan and batches else None
@@ -163,9 +177,10 @@ class JaxMLP(Model):
 
     # -- read-back ------------------------------------------------------------------------
     def predict(self, x):
-        return np.asarray(jax.jit(_logits, static_argnames="act")(
-            self.params, jax.device_put(np.asarray(x, self.dtype), self.device),
-            act=self.activation))
+        x = jax.device_put(np.asarray(x, self.dtype), self.device)
+        y = jax.device_put(np.zeros(x.shape[0], np.int32), self.device)
+        return np.asarray(self._forward(self.params, x, y, act=self.activation,
+                                        compute=self.compute)[1], np.float32)
 
     def weights(self):
         return {k: np.array(self.params[k]) for k in PARAM_NAMES}
@@ -175,7 +190,7 @@ class JaxMLP(Model):
                        for k in PARAM_NAMES}
 
     def logits(self):
-        return np.asarray(self._last_logits)
+        return np.asarray(self._last_logits)  # bfloat16 stays bfloat16 (ml_dtypes)
 
     @property
     def options(self) -> dict:
