@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # the whole suite on every core (pytest-xdist; worksteal evens out the long tests), the
-# 15 slowest listed; test-fast: the edit-test loop (kernels, gradients, checks, bad input)
+# 15 slowest listed, after the Numba kernels are compiled once per format, the formats in
+# parallel (implementations/precompile.py); test-fast: the edit-test loop (kernels,
+# gradients, checks, bad input)
 test: $(STAMP)
+	$(PY) -m implementations.precompile float32 & $(PY) -m implementations.precompile float64; wait
 	$(VENV)/bin/pytest -q -n auto --dist worksteal --durations=15
 
 FAST_TESTS = tests/test_kernels.py tests/test_gradients.py tests/test_bad_input.py \
