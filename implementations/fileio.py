@@ -47,3 +47,29 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
 def atomic_json(path: str | os.PathLike, doc, indent: int | None = 1) -> Path:
     """Write `doc` as JSON to `path` atomically; returns the path."""
     return atomic_write(path, json.dumps(doc, indent=indent))
+
+
+class ResultFileError(ValueError):
+    """A result file that cannot be used: the message is '<path>: <what is wrong>; <how to
+    fix it>'."""
+
+
+def read_json(path: str | os.PathLike, fix: str):
+    """The JSON document in `path`; ResultFileError naming the file, what is wrong (missing,
+    empty, cut short, not JSON) and `fix` (how to make a good one) otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(f"{path}: no such file; {fix}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path}: cannot be read ({exc}); {fix}") from None
+    if not text.strip():
+        raise ResultFileError(f"{path}: the file is empty; {fix}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        ends_early = (exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated"))
+        cut = " (the file looks cut short)" if ends_early else ""
+        raise ResultFileError(f"{path}: not valid JSON at line {exc.lineno} column "
+                              f"{exc.colno}: {exc.msg}{cut}; {fix}") from None

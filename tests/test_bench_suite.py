@@ -130,3 +130,14 @@ def test_suite_at_another_width():
     from bench.suite.run import destination, parse
 
     assert destination(*parse(["--hidden", "300"])).name == "latest-h300.json"
+
+
+def test_the_runner_works_from_any_folder(tmp_path):
+    """`cd /tmp && python -m bench.suite.run -k ...` once failed with "file or directory
+    not found: bench": the suite is found by its own path, not the working directory."""
+    env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, "-m", "bench.suite.run", "-k",
+                           "test_matmul and openblas and 64x784x128"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert list((tmp_path / "runs" / "bench").glob("*/partial.json")), proc.stdout[-1000:]

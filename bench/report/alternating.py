@@ -1,15 +1,18 @@
 """The report's section on epochs alternating in one process (bench/studies/alternating.py's
 alternating.json)."""
 
-import json
 from pathlib import Path
+
+from bench.report.inputs import load_optional
 
 
 def section(path: Path | None) -> list[str]:
-    """The report's lines for an alternating.json (none if there is no such file)."""
-    if not path or not Path(path).exists():
+    """The report's lines for an alternating.json (none if there is no such file, or a
+    warning if it is damaged)."""
+    doc = load_optional(path, ("machine", "date", "runs", "gap_seconds", "results"),
+                        "`mnist-tiers alternate`")
+    if doc is None:
         return []
-    doc = json.loads(Path(path).read_text())
     m = doc["machine"]
     lines = [f"### Epochs alternating in one process ({doc['date']})", "",
              f"{doc['runs']} rounds, one epoch of each tier per round, {doc['gap_seconds']:g} s "

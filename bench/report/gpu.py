@@ -1,15 +1,16 @@
 """The report's section on the GPU tiers against the launch floor, and the GPU targets
 (bench/studies/gpu_floor.py's gpu-floor.json)."""
 
-import json
-from pathlib import Path
+from bench.report.inputs import load_optional
 
 
 def section(path) -> list[str]:
-    """The report's lines for a gpu-floor.json (none if there is no such file)."""
-    if not path or not Path(path).exists():
+    """The report's lines for a gpu-floor.json (none if there is no such file, or a warning
+    if it is damaged)."""
+    doc = load_optional(path, ("date", "batch", "launch_floor", "tiers", "verdicts"),
+                        "`python -m bench.studies.gpu_floor`")
+    if doc is None:
         return []
-    doc = json.loads(Path(path).read_text())
     f = doc["launch_floor"]
     if "error" in f:
         f = {k: float("nan") for k in ("numba_launch_us", "numba_alloc_us", "grid_sync_us",

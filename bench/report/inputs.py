@@ -1,10 +1,13 @@
 """Reading saved results: pytest-benchmark JSONs, training JSONs, profile breakdowns."""
 
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from implementations import paths
+from implementations.fileio import ResultFileError, read_json
 
 RESULTS = paths.REFERENCE_BENCH  # the committed reference set
 
@@ -36,13 +39,56 @@ class Run:
         return self.machine["sgemm_gflops"]
 
 
+BENCH_FIX = "produce one with `make bench` (or `pytest --benchmark-only`), or pass another " \
+            "file with --results"
+MACHINE_KEYS = ("cpu", "threads", "sgemm_gflops", "versions")  # what the report reads
+
+
+def _positive(value) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _check_run(path: Path, doc) -> None:
+    """ResultFileError unless `doc` has the shape of a mnist-tiers benchmark JSON: a
+    machine_info.mnist_tiers with MACHINE_KEYS, and benchmarks whose group is a string,
+    whose extra_info is a dict and whose mean and median are finite and > 0."""
+    def bad(what: str):
+        return ResultFileError(f"{path}: {what}; {BENCH_FIX}")
+
+    if not isinstance(doc, dict):
+        raise bad(f"a pytest-benchmark JSON is an object, this holds a {type(doc).__name__}")
+    info = (doc.get("machine_info") or {}).get("mnist_tiers") if isinstance(
+        doc.get("machine_info"), dict) else None
+    if not isinstance(info, dict):
+        raise bad("not a mnist-tiers benchmark JSON (no machine_info.mnist_tiers)")
+    missing = [k for k in MACHINE_KEYS if k not in info]
+    if missing:
+        raise bad(f"machine_info.mnist_tiers lacks {', '.join(missing)}")
+    if not _positive(info["sgemm_gflops"]):
+        raise bad(f"machine_info.mnist_tiers.sgemm_gflops is {info['sgemm_gflops']!r}, not a "
+                  f"measured peak > 0")
+    benches = doc.get("benchmarks")
+    if not isinstance(benches, list) or not benches:
+        raise bad("no benchmarks in it")
+    for i, b in enumerate(benches):
+        where = f"benchmarks[{i}] ({b.get('name', '?') if isinstance(b, dict) else '?'})"
+        if not isinstance(b, dict) or not isinstance(b.get("group"), str):
+            raise bad(f"{where} has no group")
+        if not isinstance(b.get("extra_info"), dict) or not isinstance(b.get("stats"), dict):
+            raise bad(f"{where} lacks extra_info or stats")
+        for stat in ("mean", "median"):
+            if not _positive(b["stats"].get(stat)):
+                raise bad(f"{where} has {stat} {b['stats'].get(stat)!r}: a time must be a "
+                          f"finite number of seconds > 0")
+
+
 def load_run(path: Path) -> Run:
-    doc = json.loads(Path(path).read_text())
-    info = doc.get("machine_info", {}).get("mnist_tiers")
-    if info is None:
-        raise ValueError(f"{path}: not a mnist-tiers benchmark JSON (no machine_info.mnist_tiers)"
-                         "; produce one with `make bench`")
-    run = Run(Path(path), info, doc.get("datetime", "")[:10])
+    """A checked benchmark run (ResultFileError naming the file and what is wrong)."""
+    doc = read_json(path, BENCH_FIX)
+    _check_run(Path(path), doc)
+    info = doc["machine_info"]["mnist_tiers"]
+    run = Run(Path(path), info, str(doc.get("datetime", ""))[:10])
     for b in doc["benchmarks"]:
         e = b["extra_info"]
         run.rows.append({"group": b["group"], "name": b["name"], "tier": e.get("tier"),
@@ -71,13 +117,21 @@ def default_result_paths(reference: bool = False) -> list[Path]:
 def load_trainings(paths) -> list[dict]:
     """Training summaries: files whose last non-empty line is `mnist-tiers train --json`."""
     out = []
+    fix = ("make one with `mnist-tiers train --tier T --json > FILE`, or leave the file "
+           "out (--train)")
     for p in paths:
-        lines = [ln for ln in Path(p).read_text().splitlines() if ln.strip()]
+        try:
+            lines = [ln for ln in Path(p).read_text().splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ResultFileError(f"{p}: cannot be read ({exc}); {fix}") from None
         try:
             doc = json.loads(lines[-1])
-        except (IndexError, ValueError) as exc:
-            raise ValueError(f"{p}: last line is not the JSON of `mnist-tiers train --json`"
-                             ) from exc
+        except (IndexError, ValueError):
+            raise ResultFileError(f"{p}: its last line is not the JSON of `mnist-tiers "
+                                  f"train --json`; {fix}") from None
+        need = ("tier", "test_accuracy", "epoch_seconds", "activation", "batch_size", "lr")
+        if not isinstance(doc, dict) or any(k not in doc for k in need):
+            raise ResultFileError(f"{p}: a training summary needs {', '.join(need)}; {fix}")
         doc["source"] = str(p)
         out.append(doc)
     return out
@@ -115,5 +169,27 @@ def study_path(machine: str, reference: bool = False, name: str = "sweep.json") 
     return None
 
 
+def load_optional(path, needs: tuple[str, ...], what: str) -> dict | None:
+    """An optional study file (a sweep, alternating or gpu-floor JSON) for the report: None
+    when there is none, and None with a warning naming it when it is damaged (torn,
+    empty, or without `needs`): the rest of the report is still built."""
+    if not path or not Path(path).exists():
+        return None
+    fix = f"rerun {what} to rewrite it, or delete it"
+    try:
+        doc = read_json(path, fix)
+        if not isinstance(doc, dict) or any(k not in doc for k in needs):
+            raise ResultFileError(f"{path}: it lacks {', '.join(needs)}; {fix}")
+    except ResultFileError as exc:
+        warnings.warn(f"{exc}; the report is built without it", ReportInputWarning,
+                      stacklevel=2)
+        return None
+    return doc
+
+
+class ReportInputWarning(UserWarning):
+    """An optional input of the report was damaged and left out."""
+
+
 def load_sweep(path) -> dict | None:
-    return json.loads(Path(path).read_text()) if path else None
+    return load_optional(path, ("cost_models", "cells", "grid"), "`mnist-tiers sweep`")
