@@ -11,6 +11,7 @@ from-scratch tier, or a Model subclass under implementations/models/).
 """
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -134,9 +135,21 @@ class Tier:
 SLOW_CELL_SECONDS = 2.0
 
 
+# environment variables a probe's failure may come from, named in its reason when set
+PROBE_ENV = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "XLA_FLAGS", "NUMBA_CACHE_DIR",
+             "CXX", "CUDA_VISIBLE_DEVICES")
+
+
 @cache
 def _reason(tier: Tier) -> str | None:
-    return tier.check()
+    """tier.check(), where a probe that raises makes this one tier unavailable (with what
+    it raised and the environment it may come from), never the listing or the run."""
+    try:
+        return tier.check()
+    except Exception as exc:  # noqa: BLE001  (any failure of a probe means: cannot run)
+        env = [f"{k}={os.environ[k]}" for k in PROBE_ENV if os.environ.get(k)]
+        hint = (f"; check the environment ({', '.join(env)}) or unset it" if env else "")
+        return f"its availability check failed: {type(exc).__name__}: {exc}{hint}"
 
 
 def warmed(build):
@@ -184,7 +197,7 @@ CPU_TORCH_FORMATS = ("float32", "float64", "bfloat16")
 GPU_FORMATS = ("float32", "tf32", "bfloat16", "float16")
 AUTOCAST_NOTE = "bfloat16/float16 by autocast with float32 master weights"
 TORCH = {"family": "framework", "framework": "torch", "allocator": "torch",
-         "profiler": "torch.profiler"}
+         "profiler": "torch.profiler", "thread_pool": "torch"}
 
 _ENTRIES = [
     Tier("loops", "pure Python: lists and for-loops, no NumPy in the math. The baseline.",
@@ -198,13 +211,13 @@ _ENTRIES = [
     Tier("numba", "the loop algorithms compiled with @njit; parallel prange and cache-blocked "
          "kernels of our own (no BLAS).", "cpu",
          warmed(scratch_model("kernels.numba_cpu", "numba")), "kernels.numba_cpu",
-         note=probes.numba_cache_note, baseline="numpy",
+         note=probes.numba_cache_note, baseline="numpy", thread_pool="numba",
          formats=("float32", "float64"), formats_note="the same kernels, specialized per dtype"),
     Tier("numba-fused", "the whole train step (and epoch) in one compiled function: fused "
          "kernels, no Python per op.", "cpu",
          warmed(model_class("numba_fused", "NumbaFusedMLP", "numba-fused")),
          note=probes.numba_cache_note, baseline="numpy", formats=("float32", "float64"),
-         formats_note="the same kernels, specialized per dtype"),
+         formats_note="the same kernels, specialized per dtype", thread_pool="numba"),
     Tier("torch-cpu", "PyTorch nn.Module + autograd + torch.optim.SGD, eager, CPU.", "cpu",
          warmed(model_class("torch_nn", "TorchModel", "torch-cpu", device="cpu")),
          baseline="numpy", loaders=TORCH_LOADERS, formats=CPU_TORCH_FORMATS,

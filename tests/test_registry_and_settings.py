@@ -131,3 +131,26 @@ def test_the_makefile_reads_its_defaults_from_the_registry():
                          text=True).stdout
     assert ("for t in numpy numba numba-fused torch-cpu torch-cpu-compile torch-ddp jax "
             "jax-scan;") in out
+
+
+def test_a_probe_that_raises_makes_one_tier_unavailable(monkeypatch, capsys):
+    """TORCHINDUCTOR_CACHE_DIR=/proc/x made torch-cpu-compile's probe raise, and `tiers`
+    stopped listing there: a raising probe is that tier's reason, naming the variable."""
+    from implementations.registry import Tier, register, scratch_model, unregister
+    from mnist_tiers.cli import main
+
+    def broken():
+        raise FileNotFoundError(2, "No such file or directory", "/proc/x")
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/proc/x")
+    register(Tier("probe-raises", "a tier whose probe raises", "cpu",
+                  scratch_model("kernels.vectorized", "probe-raises"), check=broken))
+    try:
+        reason = TIERS["probe-raises"].unavailable_reason
+        assert reason.startswith("its availability check failed: FileNotFoundError")
+        assert "TORCHINDUCTOR_CACHE_DIR=/proc/x" in reason
+        assert main(["tiers"]) == 0
+        out = capsys.readouterr().out
+        assert all(name in out for name in TIERS), out
+    finally:
+        unregister("probe-raises")

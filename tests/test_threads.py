@@ -103,3 +103,18 @@ def test_train_nonsense_threads_is_refused(capsys, value):
         main(["train", "--tier", "numpy", "--threads", value])
     assert exc.value.code == 2
     assert "argument --threads" in capsys.readouterr().err
+
+
+def test_the_headline_count_is_the_tiers_own_library():
+    """NUMBA_NUM_THREADS=1 caps Numba's pool at 1: `train --tier numba --threads 2` ran on
+    one thread, and the JSON's `threads` (the headline) says 1, not the BLAS pools' 2."""
+    if CORES < 2:
+        pytest.skip("needs 2 cores to ask for 2 threads")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_tiers.cli", "train", "--tier", "numba", "--limit",
+         "512", "--epochs", "1", "--threads", "2", "--json", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["threads_by_library"]["numba"] == 1 and doc["threads"] == 1
