@@ -163,7 +163,9 @@ def _ddp_run(tmp_path, w2_seconds):
             benches.append({"group": f"ddp epoch batch={batch}", "name": label,
                             "stats": {"mean": s, "median": s}, "extra_info": e})
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"machine_info": {"mnist_tiers": {"machine": "box"}},
+    path.write_text(json.dumps({"machine_info": {"mnist_tiers": {
+        "machine": "box", "cpu": "Test CPU", "threads": 2, "sgemm_gflops": 100.0,
+        "versions": {}}},
                                 "datetime": "2026-12-01", "benchmarks": benches}))
     return load_run(path)
 

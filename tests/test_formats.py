@@ -97,7 +97,9 @@ def test_precision_section_from_a_run(tmp_path):
                 benches.append({"group": f"format {what} batch={batch}", "name": tier,
                                 "stats": {"mean": ms, "median": ms}, "extra_info": e})
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"machine_info": {"mnist_tiers": {"machine": "box"}},
+    path.write_text(json.dumps({"machine_info": {"mnist_tiers": {
+        "machine": "box", "cpu": "Test CPU", "threads": 2, "sgemm_gflops": 100.0,
+        "versions": {}}},
                                 "datetime": "2026-12-01", "benchmarks": benches}))
     trainings = [{"tier": "torch-cpu", "dtype": "bfloat16", "test_accuracy": [0.97, 0.975]}]
     text = "\n".join(section(load_run(path), trainings))
