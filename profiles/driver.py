@@ -13,11 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 from implementations.machine import describe, machine_name
 from implementations.paths import profiles_root
 from implementations.registry import TIERS, resolve, select
 from profiles import report_index, scalene_run, xla_trace
 from profiles import torch_trace as tt
+
+LOCK_SECONDS = 600  # a writer holds the lock for the seconds a page takes; this is slack
 
 
 def say(msg: str) -> None:
@@ -50,13 +54,13 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
                                                            select(available=True)]
     out_dir = out_dir or profiles_root(reference) / machine_name()
     out_dir.mkdir(parents=True, exist_ok=True)
-    existing = report_index.load_breakdowns(out_dir)
+    mine = {}  # this run's breakdowns, merged into the folder's under a lock at the end
     total = len(names)
     t_start = time.perf_counter()
     for i, name in enumerate(names, 1):
         t0 = time.perf_counter()
         say(f"[{i}/{total}] {name}: phase breakdown ...")
-        existing[name] = run_breakdown(name, out_dir, steps)
+        mine[name] = run_breakdown(name, out_dir, steps)
         # a tier in worker processes does its work outside the process these profilers see;
         # its breakdown carries rank 0's phases instead
         in_workers = TIERS[name].processes
@@ -72,6 +76,11 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
         say(f"[{i}/{total}] {name}: done in {time.perf_counter() - t0:.0f} s")
     info = describe()
     info["date"] = datetime.date.today().isoformat()
-    index = report_index.write(out_dir, existing, info)
+    # two `profile` runs into one folder: each merges its tiers into what is there when it
+    # writes, one at a time, so neither run's tiers are lost whatever the interleaving
+    with FileLock(str(out_dir / ".profiles.lock"), timeout=LOCK_SECONDS):
+        results = report_index.load_breakdowns(out_dir)
+        results.update(mine)
+        index = report_index.write(out_dir, results, info)
     say(f"profiles written in {time.perf_counter() - t_start:.0f} s: {index}")
     return index

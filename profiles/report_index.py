@@ -2,7 +2,6 @@
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,7 +9,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window (before pyplot is imported)
 import matplotlib.pyplot as plt  # noqa: E402
 
-from implementations.fileio import atomic_json, atomic_target, atomic_write  # noqa: E402
+from implementations.fileio import (  # noqa: E402
+    ResultFileError,
+    atomic_json,
+    atomic_target,
+    atomic_write,
+    read_json,
+)
 from implementations.registry import TIERS, Profile  # noqa: E402
 from profiles.scalene_run import ATTRIBUTION_NOTE  # noqa: E402
 
@@ -34,10 +39,16 @@ def category(phase: str) -> str:
 
 
 def load_breakdowns(out_dir: Path) -> dict:
+    """The tiers of out_dir/breakdown.json ({} when there is none); ResultFileError naming
+    the file when it is damaged."""
     path = out_dir / "breakdown.json"
-    if path.exists():
-        return json.loads(path.read_text())["tiers"]
-    return {}
+    if not path.exists():
+        return {}
+    doc = read_json(path, "delete it and rerun `mnist-tiers profile`")
+    if not isinstance(doc, dict) or not isinstance(doc.get("tiers"), dict):
+        raise ResultFileError(f"{path}: no tiers in it; delete it and rerun "
+                              f"`mnist-tiers profile`")
+    return doc["tiers"]
 
 
 def markdown_table(results: dict) -> str:
