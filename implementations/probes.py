@@ -101,8 +101,9 @@ def numba_cache_note() -> str | None:
     return None if _jit.CACHE else _jit.CACHE_STATUS
 
 
-def jax_cpu() -> str | None:
-    """JAX importable and XLA able to run a jitted program here."""
+def _xla_runs(platform: str) -> str | None:
+    """None when JAX imports and XLA runs a jitted program on the first device of
+    `platform` ("cpu" or "gpu"), else why not."""
     try:
         import jax
         import jax.numpy as jnp
@@ -110,29 +111,23 @@ def jax_cpu() -> str | None:
         return (f"jax is not importable ({exc}); install it with pip install "
                 f"'jax==0.10.2' (the README's set-up does)")
     try:
-        if float(jax.jit(lambda a: a.sum())(jnp.ones(4))) != 4.0:
-            return "XLA computed a wrong sum of ones"
-    except Exception as exc:  # noqa: BLE001  (any failure to compile or run means no tier)
-        return f"XLA cannot run a jitted program: {type(exc).__name__}: {exc}"
-    return None
-
-
-def jax_gpu() -> str | None:
-    """A GPU that JAX's XLA can run a jitted program on (a jaxlib with CUDA)."""
-    reason = jax_cpu()
-    if reason:
-        return reason
-    import jax
-    import jax.numpy as jnp
-
-    try:
-        gpu = jax.devices("gpu")[0]
+        device = jax.devices(platform)[0]
     except RuntimeError:
         return ("this machine's jaxlib has no CUDA backend (the CPU wheel); JAX on a GPU "
                 "needs its CUDA build, pip install 'jax[cuda13]'")
     try:
-        x = jax.device_put(jnp.ones(4), gpu)
-        float(jax.jit(lambda a: a.sum())(x))
-    except Exception as exc:  # noqa: BLE001
-        return f"XLA cannot run a jitted program on {gpu}: {type(exc).__name__}: {exc}"
+        if float(jax.jit(lambda a: a.sum())(jax.device_put(jnp.ones(4), device))) != 4.0:
+            return f"XLA computed a wrong sum of ones on {device}"
+    except Exception as exc:  # noqa: BLE001  (any failure to compile or run means no tier)
+        return f"XLA cannot run a jitted program on {device}: {type(exc).__name__}: {exc}"
     return None
+
+
+def jax_cpu() -> str | None:
+    """JAX importable and XLA able to run a jitted program on the CPU."""
+    return _xla_runs("cpu")
+
+
+def jax_gpu() -> str | None:
+    """A GPU that JAX's XLA can run a jitted program on (a jaxlib with CUDA)."""
+    return _xla_runs("gpu")

@@ -359,7 +359,7 @@ def get_tier(name: str) -> Tier:
 
 
 def resolve(name: "str | Tier", *, dtype: str | None = None, loader: str | None = None,
-            procs: int | None = None, require_available: bool = True) -> Tier:
+            procs: int | None = None) -> Tier:
     """The one way from a tier name (and the options asked for) to a usable tier.
 
     Raises TierError when the tier is unknown, unavailable here (with the reason), or does
@@ -367,7 +367,7 @@ def resolve(name: "str | Tier", *, dtype: str | None = None, loader: str | None 
     naming the tiers that do.
     """
     tier = get_tier(name)
-    if require_available and tier.unavailable_reason:
+    if tier.unavailable_reason:
         raise TierError(f"tier {tier.name!r} is unavailable here: {tier.unavailable_reason}")
     tier.check_format(dtype)
     if loader is not None and loader not in tier.loaders:

@@ -45,3 +45,18 @@ def test_compiler_that_cannot_build_is_unavailable(tmp_path):
     tiers = _run(["-c", "from implementations.registry import TIERS; "
                         "print(TIERS['torch-cpu-compile'].unavailable_reason)"], CXX=str(fake))
     assert "cannot build a test program: fatal error: cmath" in tiers.stdout, tiers.stderr
+
+
+def test_an_unusable_inductor_cache_leaves_the_listing_whole():
+    """TORCHINDUCTOR_CACHE_DIR=/proc/x: `tiers` stopped after torch-cpu with "No such file
+    or directory" (rc 2). Now torch-cpu-compile says why and every tier is listed."""
+    from implementations.registry import TIERS
+
+    out = _run(["-m", "mnist_tiers.cli", "tiers"], TORCHINDUCTOR_CACHE_DIR="/proc/x")
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = [ln.split()[0] for ln in out.stdout.splitlines() if ln and not ln[0].isspace()]
+    assert listed == list(TIERS)
+    lines = out.stdout.splitlines()
+    state = lines[lines.index(next(ln for ln in lines if ln.startswith("torch-cpu-compile")))
+                  + 1]
+    assert "unavailable" in state and "TORCHINDUCTOR_CACHE_DIR=/proc/x" in state, state

@@ -35,12 +35,13 @@ def scratch_slower(runs) -> dict:
     """'Scratch is generally slower due to Python loops' vs the seed's PyTorch network as
     written (FRAMEWORK_PEER: eager, CPU), per batch size."""
     holds, fails = [], []
+    scratch = scratch_tiers()
     for run in runs:
         for b in _batches(run):
             t = _steps(run, b)
             if FRAMEWORK_PEER not in t:
                 continue
-            for tier in scratch_tiers():
+            for tier in scratch:
                 if tier in t:
                     ratio = t[tier] / t[FRAMEWORK_PEER]
                     times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
@@ -54,11 +55,12 @@ def scratch_slower(runs) -> dict:
 def pytorch_faster(runs) -> dict:
     """'PyTorch is significantly faster': best torch tier vs best scratch tier, per batch."""
     holds, fails = [], []
+    ours = set(scratch_tiers())
     for run in runs:
         for b in _batches(run):
             t = _steps(run, b)
             torch = {k: v for k, v in t.items() if _is_framework(k)}
-            scratch = {k: v for k, v in t.items() if k in scratch_tiers()}
+            scratch = {k: v for k, v in t.items() if k in ours}
             if not torch or not scratch:
                 continue
             bt, bs = min(torch, key=torch.get), min(scratch, key=scratch.get)
@@ -117,7 +119,8 @@ def accuracy_claims(trainings) -> list[dict]:
     """'PyTorch typically achieves better accuracy with fewer epochs' and 'scratch may need
     more epochs': per-epoch accuracy and epochs to 97%, torch tiers vs scratch tiers."""
     torch = [t for t in trainings if _is_framework(t["tier"]) and t.get("limit") is None]
-    scratch = [t for t in trainings if t["tier"] in scratch_tiers() and t.get("limit") is None]
+    ours = set(scratch_tiers())
+    scratch = [t for t in trainings if t["tier"] in ours and t.get("limit") is None]
     better, worse, fewer, more = [], [], [], []
     for tt in torch:
         for st in scratch:

@@ -98,6 +98,7 @@ class JaxMLP(Model):
         self._forward = jax.jit(_loss_and_logits, static_argnames=("act", "compute"))
         self._epochs = {}  # (X shape, S, B, r) -> compiled epoch program
         self._last_logits = None
+        self._lr_cache = (None, None)
         self.load_weights(params)
 
     # -- data -------------------------------------------------------------------------
@@ -114,7 +115,11 @@ class JaxMLP(Model):
         jax.block_until_ready(self.params)
 
     def _lr(self, lr):
-        return jax.device_put(np.asarray(lr, self.dtype), self.device)
+        """The learning rate on the model's device, transferred once per value (not on
+        every step of the per-batch tier's timed loop)."""
+        if self._lr_cache[0] != lr:
+            self._lr_cache = (lr, jax.device_put(np.asarray(lr, self.dtype), self.device))
+        return self._lr_cache[1]
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, x, y):
