@@ -73,3 +73,26 @@ def read_json(path: str | os.PathLike, fix: str):
         cut = " (the file looks cut short)" if ends_early else ""
         raise ResultFileError(f"{path}: not valid JSON at line {exc.lineno} column "
                               f"{exc.colno}: {exc.msg}{cut}; {fix}") from None
+
+
+WHERE_FIX = ("set MNIST_TIERS_OUT to a writable folder (a user's results go under it) or "
+             "pass another destination")
+
+
+def check_writable(path: str | os.PathLike, fix: str = WHERE_FIX) -> Path:
+    """Make sure a file can be written at `path` (creating its folder) before any work is
+    done for it: a long measurement must never end in an unwritable destination. Returns the
+    path; ResultFileError "<folder>: cannot write there (<why>); <fix>" otherwise. Leaves no
+    file behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultFileError(f"{path}: is a folder, not a file name; {fix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ResultFileError(f"{path.parent}: cannot write there "
+                              f"({exc.strerror or exc}); {fix}") from None
+    return path

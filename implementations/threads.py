@@ -8,8 +8,10 @@ reads back what each library really uses. `thread_counts()` is that read-back; r
 record it, never the number that was asked for.
 """
 
+import math
 import os
 import warnings
+from pathlib import Path
 
 from implementations import settings
 
@@ -22,12 +24,76 @@ class ThreadsWarning(UserWarning):
     """A thread request that was adjusted, or libraries that disagree on their count."""
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
+def _cgroup_paths(proc_cgroup: str) -> dict[str, str]:
+    """controller list -> cgroup path, from /proc/self/cgroup ("0::/x" is cgroup v2)."""
+    out = {}
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        for line in Path(proc_cgroup).read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            out[controllers] = path
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _quota_in(folder: Path, v2: bool) -> float | None:
+    """CPUs allowed by one cgroup folder's quota, or None (no quota, or not readable)."""
+    try:
+        if v2:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup",
+                     proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in cores (quota / period), or None.
+
+    cgroup v2: `cpu.max` ("max 100000" is no quota, "150000 100000" is 1.5 cores);
+    cgroup v1: `cpu.cfs_quota_us` / `cpu.cfs_period_us` (-1 is no quota). The tightest quota
+    of the process's cgroup and every folder above it counts (a container's limit is often
+    set on a parent). Paths from /proc/self/cgroup are tried under `root`, and `root` itself
+    (inside a container the process's own cgroup is usually mounted there).
+    """
+    root = Path(root)
+    groups = _cgroup_paths(proc_cgroup)
+    candidates = []  # (folder, is v2)
+    if "" in groups:
+        candidates.append((root, groups[""], True))
+    for controllers, path in groups.items():
+        if "cpu" in controllers.split(","):
+            for sub in (controllers, "cpu", "cpu,cpuacct"):
+                candidates.append((root / sub, path, False))
+    if not groups:
+        candidates = [(root, "/", True), (root / "cpu", "/", False)]
+    limits = []
+    for base, path, v2 in candidates:
+        folder = base / path.lstrip("/")
+        for f in (folder, *folder.parents):
+            if f == base.parent or not str(f).startswith(str(base)):
+                break
+            q = _quota_in(f, v2)
+            if q is not None:
+                limits.append(q)
+    return min(limits) if limits else None
+
+
+def available_cores() -> int:
+    """The cores this process may use, at least 1: its CPU affinity, capped by its cgroup's
+    CPU quota rounded up (`cgroup_cpu_limit`; a container given 1.5 CPUs of 16 runs 2
+    threads, not 16). os.process_cpu_count (Python 3.13) covers the affinity only."""
+    try:
+        cores = len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    return cores
 
 
 def check_threads(n) -> int | None:
@@ -146,6 +212,23 @@ def thread_counts() -> dict[str, int]:
         single = XLA_SINGLE_THREAD in os.environ.get("XLA_FLAGS", "").split()
         out["xla"] = 1 if single else available_cores()
     return out
+
+
+LIBRARY_LABELS = (("openblas", "OpenBLAS"), ("mkl", "MKL"), ("blis", "BLIS"),
+                  ("openmp", "OpenMP"), ("numba", "Numba"), ("torch", "torch"), ("xla", "XLA"))
+
+
+def describe_threads(counts: dict[str, int]) -> str:
+    """thread_counts() for a person: "OpenBLAS 2, OpenMP 2, Numba 2, torch 2" (one entry per
+    library kind; two copies of one kind that disagree show both counts, "OpenBLAS 2/1")."""
+    by_label: dict[str, list[int]] = {}
+    for key, n in counts.items():
+        api = key.split(":", 1)[0].lower()
+        label = next((lab for k, lab in LIBRARY_LABELS if api == k), key.split(":")[-1])
+        by_label.setdefault(label, [])
+        if n not in by_label[label]:
+            by_label[label].append(n)
+    return ", ".join(f"{label} {'/'.join(map(str, ns))}" for label, ns in by_label.items())
 
 
 def current_threads(library: str | None = None) -> int:

@@ -8,6 +8,8 @@ import numpy as np
 from implementations import data as mnist_data
 from implementations import settings
 from implementations.experiment import H, epoch_batches, init_params
+from implementations.noise import NoiseGuard
+from implementations.provenance import stamp
 from implementations.registry import Tier, build_model, resolve
 from implementations.threads import current_threads, set_threads, thread_counts
 from implementations.validation import check_batch
@@ -39,6 +41,8 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # machine, code version (provenance.py)
+    machine_state: dict | None = None  # quiet or busy during the epochs (noise.py)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -111,7 +115,8 @@ def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float 
     n_threads = current_threads(tier.thread_pool)  # what the tier's own pool runs, now built
     result = TrainResult(tier.name, activation, batch_size, epochs, seed, lr, limit, n_threads,
                          compile_seconds, thread_counts(), fmt, hidden,
-                         extra=getattr(model, "options", {}))
+                         extra=getattr(model, "options", {}), provenance=stamp())
+    guard = NoiseGuard(f"train {tier.name}").begin()
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(epochs):
             batches = epoch_batches(n, batch_size, seed, epoch)
@@ -129,4 +134,5 @@ def train(tier: "str | Tier", epochs: int = 10, batch_size: int = 64, lr: float 
             result.test_accuracy.append(evaluate(model.weights(), x_test, y_test, activation))
             if on_epoch:
                 on_epoch(result, epoch)
+    result.machine_state = guard.finish()
     return result

@@ -20,7 +20,7 @@ from implementations.data import DataError
 from implementations.formats import FORMATS
 from implementations.registry import ALTERNATE, ORACLE, TIERS, TierError
 from implementations.settings import SettingError, argparse_type, help_text
-from implementations.threads import available_cores
+from implementations.threads import available_cores, describe_threads
 from implementations.training import DivergedError, train
 from profiles.driver import profile
 
@@ -91,7 +91,7 @@ def _cmd_train(args) -> int:
         bar.close()
     print(f"compile/warm-up: {result.compile_seconds:.2f} s (not in epoch times); "
           f"hidden {result.hidden}; format: {result.dtype}; threads: {result.threads} "
-          f"(every library: {result.threads_by_library})")
+          f"({describe_threads(result.threads_by_library)})")
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -245,6 +245,10 @@ def main(argv=None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; workers were stopped
+        print(f"\nmnist-tiers {args.command}: interrupted; nothing more was written",
+              file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `mnist-tiers tiers | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from implementations.fileio import check_writable
 from implementations.machine import describe, machine_name
+from implementations.noise import NoiseGuard
 from implementations.paths import profiles_root
+from implementations.provenance import record
 from implementations.registry import TIERS, resolve, select
 from profiles import report_index, scalene_run, xla_trace
 from profiles import torch_trace as tt
@@ -53,14 +56,16 @@ def profile(tiers: list[str] | None = None, out_dir: Path | None = None,
     names = [resolve(n).name for n in tiers] if tiers else [t.name for t in
                                                            select(available=True)]
     out_dir = out_dir or profiles_root(reference) / machine_name()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir / "breakdown.json")
     mine = {}  # this run's breakdowns, merged into the folder's under a lock at the end
     total = len(names)
     t_start = time.perf_counter()
     for i, name in enumerate(names, 1):
         t0 = time.perf_counter()
         say(f"[{i}/{total}] {name}: phase breakdown ...")
-        mine[name] = run_breakdown(name, out_dir, steps)
+        with NoiseGuard(f"profile {name}") as guard:
+            mine[name] = run_breakdown(name, out_dir, steps)
+        mine[name].update(record(guard))  # each tier's own: runs merge into one file
         # a tier in worker processes does its work outside the process these profilers see;
         # its breakdown carries rank 0's phases instead
         in_workers = TIERS[name].processes

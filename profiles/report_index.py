@@ -16,6 +16,7 @@ from implementations.fileio import (  # noqa: E402
     atomic_write,
     read_json,
 )
+from implementations.provenance import stamp
 from implementations.registry import TIERS, Profile  # noqa: E402
 from profiles.scalene_run import ATTRIBUTION_NOTE  # noqa: E402
 
@@ -143,7 +144,8 @@ def chart(results: dict, path: Path) -> Path:
 
 def write(out_dir: Path, results: dict, info: dict) -> Path:
     """breakdown.{json,md,png}, README.md and a self-contained index.html in out_dir."""
-    atomic_json(out_dir / "breakdown.json", {"machine": info, "tiers": results})
+    atomic_json(out_dir / "breakdown.json", {"machine": info, "tiers": results,
+                                             "provenance": stamp()})
     table = markdown_table(results)
     notes = instrumented_notes(results)
     atomic_write(out_dir / "breakdown.md", table + notes + "\n")

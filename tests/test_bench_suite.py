@@ -113,13 +113,29 @@ def test_suite_in_another_format_and_a_bad_one():
     assert bad.returncode == 4 and "unknown number format 'float8'" in bad.stderr
 
 
-def test_bench_run_names_a_full_run_in_another_format():
-    from bench.suite.run import destination, parse
+class _Options:
+    """A pytest config as results.destination reads it."""
 
-    args, rest = parse(["--dtype", "float64", "--threads", "1"])
-    assert destination(args, rest).name == "latest-float64.json"
-    args, rest = parse(["--dtype=bfloat16", "-k", "numpy"])
-    assert destination(args, rest).name == "partial.json"
+    def __init__(self, args=(), **options):
+        self.args = list(args) or ["bench/suite"]
+        self.options = options
+
+    def getoption(self, name, default=None):
+        return self.options.get(name.lstrip("-").replace("-", "_"), default)
+
+
+def test_results_are_named_by_what_ran():
+    from bench.suite.results import destination
+
+    assert destination(_Options()).name == "latest.json"
+    assert destination(_Options(dtype="float64", threads="1")).name == "latest-float64.json"
+    assert destination(_Options(dtype="bfloat16", keyword="numpy")).name == "partial.json"
+    assert destination(_Options(quick=True)).name == "quick.json"
+    assert destination(_Options(["bench/suite/test_bench.py::test_pass"])).name == \
+        "partial.json"
+    assert destination(_Options(batch_sizes="64")).name == "partial.json"
+    assert destination(_Options(hidden="300")).name == "latest-h300.json"
+    assert destination(_Options(benchmark_json="/tmp/x.json")) == Path("/tmp/x.json")
 
 
 def test_suite_at_another_width():
@@ -129,6 +145,25 @@ def test_suite_at_another_width():
     assert ok.returncode == 0 and "2 passed" in ok.stdout, ok.stdout[-2000:]
     bad = _pytest_bench("--benchmark-only", "--hidden", "0", "-k", "test_pass")
     assert bad.returncode == 4 and "--hidden must be a whole number >= 1" in bad.stderr
-    from bench.suite.run import destination, parse
 
-    assert destination(*parse(["--hidden", "300"])).name == "latest-h300.json"
+
+
+def test_plain_benchmark_only_saves_says_where_and_collects_only_benchmarks(tmp_path):
+    """`pytest --benchmark-only` as a user types it: only the suite is collected (no page of
+    "Skipping non-benchmark" lines), each group is announced with the time left, and the
+    results land where the report looks, said at the end."""
+    env = {**os.environ, "MNIST_TIERS_OUT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--benchmark-only", "-p",
+                           "no:cacheprovider", "-k", "test_matmul and openblas and 64x784"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (saved,) = tmp_path.glob("bench/*/partial.json")
+    assert f"results: {saved}  (1 benchmarks)" in proc.stdout.splitlines()
+    assert "Wrote benchmark data" not in proc.stdout  # no word of the private temporary
+    assert "report:  mnist-tiers report" in proc.stdout
+    assert "Skipping non-benchmark" not in proc.stdout and "tests/" not in proc.stdout
+    assert "[group 1/1] matmul 64x784x128: 0/1 benchmarks done" in proc.stdout
+    assert "machine state:" in proc.stdout
+    doc = json.loads(saved.read_text())
+    assert doc["provenance"]["machine"] and "data" not in doc["benchmarks"][0]["stats"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".partial", ".probe"))]

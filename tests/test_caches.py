@@ -95,3 +95,49 @@ def test_no_writable_cache_still_runs(tmp_path, command):
     else:
         assert "epoch   1" in proc.stdout
     assert set((REPO / "kernels").glob("__pycache__/*.nb[ic]")) == in_tree
+
+
+def _small_kernel_run(cache: Path) -> subprocess.CompletedProcess:
+    """A fresh process that compiles (or loads) one cached kernel and runs it."""
+    code = ("import warnings; warnings.simplefilter('always'); import numpy as np; "
+            "from kernels import numba_cpu as nc; a = np.ones((4, 3), np.float32); "
+            "print(float(nc.matmul(a, np.ones((3, 2), np.float32))[0, 0]))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+@pytest.mark.parametrize("damage", ["truncated data file", "empty index"])
+def test_a_damaged_cache_entry_heals_with_one_warning(damage, tmp_path):
+    first = _small_kernel_run(tmp_path)
+    assert first.returncode == 0 and first.stdout.strip() == "3.0", first.stderr[-2000:]
+    folder = tmp_path / _jit.cache_key()
+    if damage == "empty index":
+        victims = sorted(folder.rglob("*.nbi"))
+        victims[0].write_bytes(b"")
+    else:
+        victims = sorted(folder.rglob("*.nbc"))
+        victims[0].write_bytes(victims[0].read_bytes()[:100])
+    assert victims
+    healed = _small_kernel_run(tmp_path)
+    assert healed.returncode == 0 and healed.stdout.strip() == "3.0", healed.stderr[-2000:]
+    assert "Traceback" not in healed.stderr
+    warnings_ = [ln for ln in healed.stderr.splitlines() if "CacheWarning" in ln]
+    assert len(warnings_) == 1 and str(folder) in warnings_[0] and "damaged" in warnings_[0]
+    assert all(_jit._whole(p) for p in folder.rglob("*.nb[ci]"))  # rewritten whole
+    again = _small_kernel_run(tmp_path)
+    assert again.returncode == 0 and "CacheWarning" not in again.stderr
+
+
+def test_whole_tells_a_cut_pickle_from_a_complete_one(tmp_path):
+    import pickle
+
+    good = tmp_path / "k.1.nbc"
+    good.write_bytes(pickle.dumps((b"x" * 1000, {"a": 1})))
+    cut = tmp_path / "k.2.nbc"
+    cut.write_bytes(good.read_bytes()[:-5])
+    index = tmp_path / "k.nbi"
+    index.write_bytes(pickle.dumps("0.68") + pickle.dumps(("stamp", {})))
+    assert _jit._whole(good) and _jit._whole(index) and not _jit._whole(cut)
+    index.write_bytes(pickle.dumps("0.68"))  # the version only: the rest was cut
+    assert not _jit._whole(index)

@@ -30,6 +30,7 @@ from implementations import paths as out_paths
 from implementations.experiment import step_flops
 from implementations.fileio import atomic_write
 from implementations.machine import machine_name
+from implementations.noise import busy_note
 from implementations.registry import ORACLE, SPEED_BASES, TIERS, device_of
 
 PASSES = ("forward", "backward", "train_step")
@@ -132,6 +133,14 @@ def _overtakes(sps, a, b):
     return []
 
 
+def training_machine(t: dict) -> str:
+    """The machine a training recorded (provenance), marked busy where its guard said so; an
+    older file without one is labelled by its folder, saying so."""
+    recorded = (t.get("provenance") or {}).get("machine")
+    label = recorded or f"{Path(t.get('source', '?')).parent.name}? (not recorded)"
+    return label + (" (busy)" if busy_note(t.get("machine_state")) else "")
+
+
 def training_table(trainings) -> list[str]:
     if not trainings:
         return ["No training results given (`mnist-tiers train ... --json > "
@@ -143,7 +152,7 @@ def training_table(trainings) -> list[str]:
         acc = t["test_accuracy"]
         e97 = claims_mod.epochs_to(acc)
         t97 = f"{sum(t['epoch_seconds'][:e97]):.1f}" if e97 else "-"
-        machine = Path(t.get("source", "?")).parent.name
+        machine = training_machine(t)
         lines.append(f"| {t['tier']} | {t.get('hidden', 128)} | {t.get('dtype', 'float32')} | "
                      f"{t['activation']} | "
                      f"{machine} | {len(acc)} | {100 * acc[-1]:.2f} | "

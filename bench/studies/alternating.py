@@ -37,10 +37,12 @@ import numpy as np
 from implementations import data, paths, settings
 from implementations.checks import assert_close
 from implementations.experiment import epoch_batches, init_params, step_flops
-from implementations.fileio import atomic_json
+from implementations.fileio import atomic_json, check_writable
 from implementations.formats import tolerance
 from implementations.machine import describe, machine_name
+from implementations.noise import NoiseGuard
 from implementations.oracle import oracle_step
+from implementations.provenance import record
 from implementations.registry import (
     ALTERNATE,
     ORACLE,
@@ -95,8 +97,10 @@ def alternate(tiers=ALTERNATE, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit:
                             f"CPU tiers: {', '.join(names(select(device='cpu')))}")
     names_ = list(tiers)
     set_threads()
-    out_path = out_path or paths.bench_root(reference) / machine_name() / "alternating.json"
+    out_path = check_writable(out_path or paths.bench_root(reference) / machine_name()
+                              / "alternating.json")
     info = describe()
+    guard = NoiseGuard("alternate").begin()
     arrays = data.training_arrays()
     images, labels = arrays.x_train, arrays.y_train
     params = init_params(0)
@@ -152,7 +156,7 @@ def alternate(tiers=ALTERNATE, batch_sizes=BATCH_SIZES, runs: int = RUNS, limit:
                 model.close()
     doc = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs,
            "gap_seconds": gap, "wall_seconds": time.perf_counter() - t_start,
-           "results": results}
+           "results": results, **record(guard)}
     return atomic_json(out_path, doc)
 
 

@@ -16,10 +16,11 @@ import time
 from implementations import paths, probes
 from implementations.checks import assert_close, random_batch
 from implementations.experiment import init_params
-from implementations.fileio import atomic_json
+from implementations.fileio import atomic_json, check_writable
 from implementations.machine import machine_name
 from implementations.models.torch_nn import TorchModel
 from implementations.oracle import oracle_step
+from implementations.provenance import stamp
 
 # max-autotune is left out: its GEMM tuning alone outlasts gpu_check's budget, and the
 # network's matmuls are too small for tuning to pay (COMPILE_MODE_NOTE)
@@ -43,9 +44,10 @@ def measure(out_path=None) -> dict:
     params = init_params(0)
     x, y = random_batch(BATCH, 784, 10, seed=1)
     want = oracle_step(params, x, y, "relu", 0.1)["loss"]
-    out_path = out_path or paths.bench_root() / machine_name() / "compile-modes.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"date": time.strftime("%Y-%m-%d %H:%M"), "batch": BATCH, "modes": {}}
+    out_path = check_writable(out_path or paths.bench_root() / machine_name()
+                              / "compile-modes.json")
+    doc = {"date": time.strftime("%Y-%m-%d %H:%M"), "batch": BATCH, "modes": {},
+           "provenance": stamp()}
     for mode in ("eager", *MODES):
         t0 = time.perf_counter()
         m = TorchModel(params, device="cuda", compile=False if mode == "eager" else mode,

@@ -28,9 +28,11 @@ import numpy as np
 
 from implementations import data, paths, probes
 from implementations.experiment import epoch_batches, init_params
-from implementations.fileio import atomic_json
+from implementations.fileio import atomic_json, check_writable
 from implementations.machine import describe, machine_name
 from implementations.models.numba_cuda import ALLOCATIONS_PER_STEP, LAUNCHES_PER_STEP
+from implementations.noise import NoiseGuard
+from implementations.provenance import record
 from implementations.registry import (
     GPU_FUSED,
     GPU_GRAPH,
@@ -127,7 +129,9 @@ def floor_seconds(model: str, steps: int, floor: dict, kernels: int | None) -> f
 
 
 def measure(out_path=None) -> dict:
+    out_path = check_writable(out_path or paths.bench_root() / machine_name() / "gpu-floor.json")
     set_threads()
+    guard = NoiseGuard("gpu_floor").begin()
     arrays = data.training_arrays()
     X, Y, Xt, Yt = arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test
     params = init_params(0)
@@ -189,8 +193,7 @@ def measure(out_path=None) -> dict:
         tiers[name] = row
     doc = {"machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M"), "batch": BATCH,
            "runs": RUNS, "launch_floor": floor, "tiers": tiers, "skipped": skipped,
-           "verdicts": verdicts(tiers)}
-    out_path = out_path or paths.bench_root() / machine_name() / "gpu-floor.json"
+           "verdicts": verdicts(tiers), **record(guard)}
     atomic_json(out_path, doc)
     doc["path"] = str(out_path)
     return doc

@@ -16,7 +16,9 @@ log t; the cells it misses by more than 30% are listed; from the fits, the predi
 crossover batch of each pair of tiers at H = 128 next to the measured one.
 
 Writes out/bench/<machine>/sweep.json (quick-sweep.json with --quick; --reference: the
-committed bench/results/<machine>/), atomically.
+committed bench/results/<machine>/), atomically, with the run's provenance (machine, code
+version) and machine state (implementations/noise.py: a busy run is flagged and warned).
+An unwritable destination is refused before anything is timed.
 """
 
 import contextlib
@@ -31,10 +33,12 @@ from tqdm import tqdm
 from implementations import paths
 from implementations.checks import assert_close, random_batch
 from implementations.experiment import D, K, init_params, step_flops
-from implementations.fileio import atomic_json
+from implementations.fileio import atomic_json, check_writable
 from implementations.formats import tolerance
 from implementations.machine import describe, machine_name
+from implementations.noise import NoiseGuard
 from implementations.oracle import oracle_step
+from implementations.provenance import record
 from implementations.registry import SLOW_CELL_SECONDS, build_model, resolve, select
 from implementations.threads import set_threads
 
@@ -187,8 +191,10 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
                       if dtype is None or dtype in t.formats]
     tiers_ = {n: resolve(n, dtype=dtype) for n in names}
     stem = ("quick-sweep" if quick else "sweep") + (f"-{dtype}" if dtype else "")
-    out_path = out_path or (paths.bench_root(reference) / machine_name() / f"{stem}.json")
+    out_path = check_writable(out_path or (paths.bench_root(reference) / machine_name()
+                                           / f"{stem}.json"))
     info = describe()
+    guard = NoiseGuard("sweep").begin()
     peak = info["sgemm_gflops"]
     cells: dict[str, list] = {n: [] for n in names}
     t_start = time.perf_counter()
@@ -224,5 +230,5 @@ def sweep(tiers=None, quick=False, out_path: Path | None = None, reference=False
     doc = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick, "dtype": dtype,
            "grid": {"batches": list(batches), "hidden": list(widths)},
            "wall_seconds": time.perf_counter() - t_start, "cells": cells,
-           "cost_models": models, "crossovers": crossovers(models, cells)}
+           "cost_models": models, "crossovers": crossovers(models, cells), **record(guard)}
     return atomic_json(out_path, doc)

@@ -25,6 +25,8 @@ OS picks, so a busy default port (29500) does not matter.
 import atexit
 import contextlib
 import datetime
+import signal
+import threading
 import time
 import traceback
 import weakref
@@ -203,6 +205,9 @@ def _worker(rank, world, port, device, conn):
     the parent's commands. (The model comes through the pipe, not as a process argument:
     a large argument can block the parent's start() on a child that dies early.)"""
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the parent alone answers it (it stops the
+    # workers), so the ranks print no tracebacks of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         params, activation, threads, dtype = conn.recv()
         import torch
@@ -235,6 +240,20 @@ def _worker(rank, world, port, device, conn):
 
 
 # --- the parent's model --------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while a worker starts (a spawned child inherits the ignored signal,
+    and Python keeps an inherited SIG_IGN), restored after; a no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
 
 def _shutdown(procs, conns) -> None:
     for c in conns:
@@ -291,7 +310,8 @@ class DDPModel(Model):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, name=f"{name}-rank{rank}", daemon=True,
                             args=(rank, procs, self._store.port, device, child))
-            p.start()
+            with _sigint_ignored():  # inherited by the spawned interpreter from its start
+                p.start()
             child.close()
             self._procs.append(p)
             self._conns.append(parent)
