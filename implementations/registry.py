@@ -10,6 +10,7 @@ Adding a tier = one `Tier(...)` entry in _ENTRIES plus its code (a kernels modul
 from-scratch tier, or a Model subclass under implementations/models/).
 """
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class Tier:
     # gives its training a longer limit and leaves it out of the profiles
     slow_compile: bool = False
     launch_floor: str | None = None  # a key of LAUNCH_FLOORS (GPU tiers that have one)
+    color: str | None = None  # its colour in every plot (tier_color; None: from PALETTE)
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -290,7 +292,45 @@ _ENTRIES += [
                                     device="cuda")), baseline="jax-cuda", **JAX_GPU),
 ]
 
+# one colour per tier in every plot: scratch CPU tiers warm (loops brown, numpy red, Numba
+# orange/gold), PyTorch blue/purple, JAX green, the GPU tiers darker or lighter shades
+TIER_COLORS = {'loops': '#8c564b',
+                'numpy': '#d62728',
+                'numba': '#ff7f0e',
+                'numba-fused': '#c9a100',
+                'torch-cpu': '#1f77b4',
+                'torch-cpu-compile': '#17becf',
+                'torch-ddp': '#9467bd',
+                'torch-cuda': '#08306b',
+                'torch-cuda-graph': '#6baed6',
+                'torch-cuda-compile': '#3182bd',
+                'numba-cuda': '#a63603',
+                'numba-cuda-fused': '#fd8d3c',
+                'torch-ddp-cuda': '#54278f',
+                'jax': '#2ca02c',
+                'jax-scan': '#66a61e',
+                'jax-cuda': '#00441b',
+                'jax-scan-cuda': '#41ab5d'}
+_ENTRIES = [dataclasses.replace(t, color=t.color or TIER_COLORS.get(t.name)) for t in _ENTRIES]
+
 TIERS: dict[str, Tier] = {t.name: t for t in _ENTRIES}
+
+# for tiers registered without a colour (tab10's, then darker ones), in registration order
+PALETTE = ("#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39",
+           "#7b4173", "#5254a3", "#9c9ede")
+NOT_A_TIER_COLOR = "#555555"  # a row that is no tier (the BLAS in the matmul benchmarks)
+
+
+def tier_color(name: str) -> str:
+    """The colour of tier `name` in every plot: its registered one, else a PALETTE entry
+    by its place among the tiers registered without one; NOT_A_TIER_COLOR for other rows."""
+    tier = TIERS.get(name)
+    if tier is None:
+        return NOT_A_TIER_COLOR
+    if tier.color:
+        return tier.color
+    plain = [n for n, t in TIERS.items() if not t.color]
+    return PALETTE[plain.index(name) % len(PALETTE)]
 
 # Roles in the studies: documented defaults a user can override (the flag in brackets)
 ORACLE = "numpy"  # every "vs numpy" ratio; the base of alternate and gpu_floor

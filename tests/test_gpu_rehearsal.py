@@ -160,8 +160,10 @@ def test_every_section_is_built_and_none_is_empty(gpu_results):
     md_path = build([result], trainings, out)
     md = md_path.read_text()
     assert f"GPU {GPU_INFO['gpu']}" in md and "GPU fp32 51.0 TFLOP/s" in md
-    summary = md.split("## Summary", 1)[1].split("## Claims checked", 1)[0]
-    assert re.search(r"\| 1024 \| cuda \| (numba-cuda-fused|torch-cuda-graph) \|", summary)
+    summary = md.split("## At a glance", 1)[1].split("## Sources", 1)[0]
+    assert re.search(r"\| 1024 \| cuda \| \*\*(numba-cuda-fused|torch-cuda-graph)\*\* ", summary)
+    assert re.search(r"\| 1024 \| cpu \| \*\*", summary)  # CPU and GPU side by side
+    assert (out / "ladder-all.png").stat().st_size > 10_000
     floor = md.split("### GPU epochs against the launch floor", 1)[1].split("\n### ", 1)[0]
     for tier in _gpu_tiers():
         assert f"| {tier} |" in floor, tier
@@ -171,8 +173,10 @@ def test_every_section_is_built_and_none_is_empty(gpu_results):
     assert "x torch-cuda eager |" in floor
     assert "untested" not in md.split("## Claims checked", 1)[1].split("##", 1)[0].split(
         "PyTorch is significantly faster")[1].split("\n")[0]
-    for heading in ("## Summary", "## Claims checked", f"## Results on {GPU_MACHINE}",
-                    "## Training", "## Data parallelism"):
+    pytorch = md.split("## Claims checked", 1)[1].split("PyTorch is significantly faster", 1)[1]
+    assert re.search(r"best scratch tier numba-cuda", pytorch.split("</details>")[0])
+    for heading in ("## At a glance", "## Sources", "## Claims checked",
+                    f"## Results on {GPU_MACHINE}", "## Training", "## Data parallelism"):
         body = md.split(heading, 1)[1].split("\n## ", 1)[0]
         assert body.strip(), f"{heading} is empty"
     for png in ("step-times", "throughput", "roofline"):

@@ -88,7 +88,7 @@ def test_report_files_and_tables(tmp_path):
     md = build([path], [train], tmp_path / "out")
     text = md.read_text()
     assert "**train_step batch=64** (test-box)" in text
-    assert "| numpy | 0.6 | 0.6 | 106,667 |" in text
+    assert "| numpy | 0.6 | - | 106,667 |" in text  # median, IQR (none recorded), samples/s
     assert "time to 97% s" in text and "DataLoader epoch 2.00x" in text
     for png in ("step-times-test-box.png", "throughput-test-box.png", "roofline-test-box.png",
                 "accuracy.png"):

@@ -4,6 +4,7 @@ alternating.json)."""
 from pathlib import Path
 
 from bench.report.inputs import load_optional
+from implementations.noise import busy_note
 
 
 def section(path: Path | None) -> list[str]:
@@ -14,7 +15,10 @@ def section(path: Path | None) -> list[str]:
     if doc is None:
         return []
     m = doc["machine"]
-    lines = [f"### Epochs alternating in one process ({doc['date']})", "",
+    busy = busy_note(doc.get("machine_state"))
+    lines = [f"### Epochs alternating in one process (alternating.json, {doc['date']}: a run "
+             "of its own, floors from its own sgemm)", "",
+             *([f"**BUSY**: {busy}", ""] if busy else []),
              f"{doc['runs']} rounds, one epoch of each tier per round, {doc['gap_seconds']:g} s "
              f"apart (bench/studies/alternating.py); medians; FLOP floor at the sgemm peak "
              f"measured in the same run ({m['sgemm_gflops']} GFLOP/s), {m['threads']} threads.", "",

@@ -11,7 +11,7 @@ import html
 import re
 from pathlib import Path
 
-from bench.report import alternating, gpu, plots
+from bench.report import alternating, glance, gpu, plots, sources
 from bench.report import claims as claims_mod
 from bench.report import ddp as ddp_report
 from bench.report import precision as precision_report
@@ -21,6 +21,7 @@ from bench.report.inputs import (
     breakdown_charts,
     default_result_paths,
     default_training_paths,
+    load_optional,
     load_run,
     load_sweep,
     load_trainings,
@@ -45,17 +46,24 @@ def _ratio(x: float) -> str:
     return f"{x:,.0f}x" if x >= 100 else f"{x:.3g}x"
 
 
+def _iqr_ms(r) -> str:
+    return f"{1e3 * (r['q3'] - r['q1']):.2g}" if r.get("q1") and r.get("q3") else "-"
+
+
 def pass_table(run, group) -> list[str]:
+    """One group's tiers, fastest first: median, IQR and every rate and ratio from the
+    median."""
     rows = run.select(group)
-    base = {r["tier"]: r["mean"] for r in rows}
-    lines = [f"**{group}** ({run.name})", "",
-             "| tier | mean ms | median ms | samples/s | GFLOP/s | % of peak | "
+    base = {r["tier"]: r["median"] for r in rows}
+    busy = " - busy run" if run.busy else ""
+    lines = [f"**{group}** ({run.name}{busy})", "",
+             "| tier | median ms | IQR ms | samples/s | GFLOP/s | % of peak | "
              + " | ".join(f"vs {t}" for t in SPEED_BASES) + " |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(SPEED_BASES)]
     for r in rows:
-        vs = [_ratio(base[t] / r["mean"]) if t in base else "-" for t in SPEED_BASES]
+        vs = [_ratio(base[t] / r["median"]) if t in base else "-" for t in SPEED_BASES]
         lines.append(
-            f"| {r['tier']} | {_fmt_ms(r['mean'])} | {_fmt_ms(r['median'])} | "
+            f"| {r['tier']} | {_fmt_ms(r['median'])} | {_iqr_ms(r)} | "
             f"{r['samples_per_second'] or 0:,.0f} | {r['gflops'] or 0:.3g} | "
             f"{100 * (r['fraction_of_peak'] or 0):.1f} | {' | '.join(vs)} |")
     return lines + [""]
@@ -66,14 +74,14 @@ def epoch_table(run) -> list[str]:
     if not rows:
         return []
     floor = step_flops(60000)["train_step"] / (run.peak("cpu") * 1e9)
-    numpy = next((r["mean"] for r in rows if r["tier"] == ORACLE
+    numpy = next((r["median"] for r in rows if r["tier"] == ORACLE
                   and r["loader"] == "resident"), None)
     lines = [f"**epoch batch=64** ({run.name}; FLOP floor {floor:.3f} s = 24.5 GFLOP at the "
              f"measured sgemm {run.peak('cpu'):.0f} GFLOP/s)", "",
-             "| tier | loader | epoch s | samples/s | GFLOP/s | % of peak | x FLOP floor | "
+             "| tier | loader | median epoch s | samples/s | GFLOP/s | % of peak | x FLOP floor | "
              f"vs {ORACLE} |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: r["extrapolated"] or r["mean"]):
-        sec = r["extrapolated"] or r["mean"]
+    for r in sorted(rows, key=lambda r: r["extrapolated"] or r["median"]):
+        sec = r["extrapolated"] or r["median"]
         label = (f"{sec:,.0f}" if sec >= 100 else f"{sec:.3g}") + (
             " (extrapolated)" if r["extrapolated"] else "")
         lines.append(
@@ -89,12 +97,10 @@ def matmul_table(run) -> list[str]:
         rows = run.select(g)
         blas = next((r for r in rows if r["tier"] == "openblas"), None)
         out += [f"**{g}** ({run.name}): our Numba matmuls vs the BLAS under NumPy", "",
-                "| implementation | mean GFLOP/s | median GFLOP/s | % of OpenBLAS (median) |",
-                "|---|---:|---:|---:|"]
+                "| implementation | GFLOP/s (median) | % of OpenBLAS |", "|---|---:|---:|"]
         for r in rows:
-            med = r["flops"] / r["median"] / 1e9
-            rel = med / (blas["flops"] / blas["median"] / 1e9) if blas else 0
-            out.append(f"| {r['tier']} | {r['gflops']:.1f} | {med:.1f} | {100 * rel:.0f}% |")
+            rel = r["gflops"] / blas["gflops"] if blas else 0
+            out.append(f"| {r['tier']} | {r['gflops']:.1f} | {100 * rel:.0f}% |")
         out.append("")
     return out
 
@@ -161,15 +167,47 @@ def training_table(trainings) -> list[str]:
     return lines + [""]
 
 
-def claims_section(claims) -> list[str]:
-    lines = []
+TERMS = [
+    "**seed**: the README this study began from, comparing a from-scratch NumPy network "
+    "with a PyTorch one; its claims are quoted in its words.",
+    "**scratch tier**: our own arithmetic (loops, NumPy, Numba, our CUDA kernels); "
+    "**framework tier**: a library's (PyTorch, JAX).",
+    "**FLOP floor**: a step's FLOPs at the peak measured in the same run (sgemm on the CPU, "
+    "the fp32 matmul on a GPU); \"2x floor\" is twice that time, \"50% of peak\" the same.",
+    "**median, IQR**: every time is the median of its rounds, with the interquartile "
+    "range; means appear only where labelled.",
+    "**busy run**: a run during which other processes used the CPU (see Sources); its "
+    "figures are shown, marked, and left out of the verdicts when a quiet run exists.",
+]
+
+
+def claims_section(claims, note: str = "") -> list[str]:
+    """The verdicts: one table (claim, verdict, the deciding line), then each claim's whole
+    evidence folded, every statement once."""
+    lines = ["## Claims checked", "",
+             f"Six claims of {claims[0]['source'].split(', list')[0] if claims else 'the seed'}"
+             ", each judged from the data below (change the data and the verdict changes)."
+             + (f" {note}" if note else ""), "",
+             "| the seed's claim | its list | verdict | deciding evidence |",
+             "|---|---|---|---|"]
     for c in claims:
-        lines += [f"- **\"{c['claim']}\"** verdict: **{c['verdict']}**"]
-        for label, items in ((c["holds_label"], c["holds"]), (c["fails_label"], c["fails"])):
-            if items:
-                lines.append(f"  - {label}: " + "; ".join(items))
-        lines += [f"  - note: {n}" for n in c["notes"]]
-    return lines + [""]
+        lst = c["source"].rsplit("list ", 1)[-1].strip('"')
+        lines.append(f"| \"{c['claim']}\" | {lst} | **{c['verdict']}** | "
+                     f"{claims_mod.deciding_line(c)} |")
+    lines.append("")
+    for c in claims:
+        items = [(label, list(dict.fromkeys(xs))) for label, xs in
+                 ((c["holds_label"], c["holds"]), (c["fails_label"], c["fails"])) if xs]
+        if not items and not c["notes"]:
+            continue
+        lines += [f"<details><summary>All evidence: \"{c['claim']}\" ({c['verdict']})"
+                  "</summary>", ""]
+        for label, xs in items:
+            lines.append(f"- {label} ({len(xs)}):")
+            lines += [f"  - {x}" for x in xs]
+        lines += [f"- note: {n}" for n in c["notes"]]
+        lines += ["", "</details>", ""]
+    return lines
 
 
 def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = False) -> Path:
@@ -199,7 +237,47 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     else:
         out = out_paths.report_dir()
     out.mkdir(parents=True, exist_ok=True)
-    md = ["# mnist-tiers: loops vs NumPy vs Numba vs PyTorch", ""]
+    floor_paths = {run.name: study_path(run.name, reference, "gpu-floor.json") for run in runs}
+    floors = {name: gpu.load(p) for name, p in floor_paths.items()}
+    sweep_paths = {run.name: study_path(run.name, reference) for run in runs}
+    sweeps = {name: load_sweep(p) for name, p in sweep_paths.items()}
+    alt_paths = {run.name: study_path(run.name, reference, "alternating.json") for run in runs}
+    md = ["# mnist-tiers: how fast is each tier, and how close to the machine's limit?", "",
+          "One network (784 -> 128 -> 10, ReLU, softmax cross-entropy, SGD) in tiers: plain "
+          "Python loops, NumPy, Numba, a fused Numba epoch, PyTorch and JAX, on the CPU and "
+          "the GPU; every timed result was checked against the float64 NumPy oracle first.",
+          ""]
+    md += glance.section(runs, floors, out)
+    # the sources: every file a figure below comes from
+    rows = [sources.row("benchmarks", run.path, {"provenance": run.provenance,
+                                                 "machine_state": run.machine_state},
+                        out, run.name, run.date) for run in runs]
+    for label, found in (("sweep", sweep_paths), ("alternating epochs", alt_paths),
+                         ("GPU launch floor", floor_paths)):
+        for name, path in found.items():
+            if path:
+                doc = sweeps[name] if label == "sweep" else floors[name] if label.startswith(
+                    "GPU") else load_optional(path, ("results",), "`mnist-tiers alternate`")
+                if doc is not None:
+                    rows.append(sources.row(label, path, doc, out, name, doc.get("date")))
+    rows += [sources.row(f"training: {t['tier']}", t["source"], t, out,
+                         Path(t["source"]).parent.name) for t in trainings]
+    md += sources.table(rows)
+    # verdicts from quiet runs where there is one
+    quiet = [run for run in runs if not run.busy]
+    judged = quiet or runs
+    note = ("" if len(judged) == len(runs) else
+            "Busy runs left out of the verdicts: "
+            + ", ".join(r.name for r in runs if r not in judged) + ".")
+    if not quiet and any(run.busy for run in runs):
+        note = "Every run was busy: the verdicts use them, and may be wrong."
+    # the accuracy claims compare tiers on one network: the default width, float32
+    comparable = [t for t in trainings if t.get("hidden", 128) == 128
+                  and t.get("dtype", "float32") == "float32"]
+    claims = claims_mod.all_claims(judged, comparable, TIERS.values())
+    md += claims_section(claims, note)
+    md += ["### Terms", ""] + [f"- {t}" for t in TERMS] + [""]
+    md += ["## Machines", ""]
     for run in runs:
         m = run.machine
         md.append(f"- **{run.name}** ({run.date}): {m['cpu']}, {m['threads']} threads"
@@ -210,20 +288,9 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
                   + "; copy bandwidths: " + ", ".join(f"{label} {bw:.0f} GB/s" for label, _, bw, _
                                                       in plots.ceilings(m))
                   + "; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    md += ["", "Times are pytest-benchmark means unless marked median; every timed result "
-           "was checked against the float64 oracle first (correct: true). Ratios compare "
-           "tiers within one run only. Claim verdicts and crossovers use medians, which a few "
-           "descheduled calls on a shared machine cannot flip.", ""]
-    # the accuracy claims compare tiers on one network: the default width, float32
-    comparable = [t for t in trainings if t.get("hidden", 128) == 128
-                  and t.get("dtype", "float32") == "float32"]
-    claims = claims_mod.all_claims(runs, comparable, TIERS.values())
-    sweeps = {run.name: load_sweep(study_path(run.name, reference))
-              for run in runs}
-    for run in runs:
-        md += scaling_report.summary(run, sweeps[run.name], claims)
-    md += ["## Claims checked", ""]
-    md += claims_section(claims)
+        for f in run.failures:
+            md.append(f"  - failed in this run: {f.get('test')}: {f.get('message')}")
+    md.append("")
     for run in runs:
         slug = re.sub(r"[^a-z0-9-]", "", run.name)
         md += [f"## Results on {run.name}", ""]
@@ -238,13 +305,13 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
             for g in run.groups(f"{p} "):
                 md += pass_table(run, g)
         md += epoch_table(run)
-        md += alternating.section(study_path(run.name, reference, "alternating.json"))
-        md += gpu.section(study_path(run.name, reference, "gpu-floor.json"))
+        md += alternating.section(alt_paths[run.name])
+        md += gpu.section(floor_paths[run.name])
         md += matmul_table(run)
         md += [f"![roofline](roofline-{slug}.png)", ""]
         md += ddp_report.section(run)
         md += precision_report.section(run, trainings)
-        md += scaling_report.scaling_section(sweeps[run.name], out, slug)
+        md += scaling_report.scaling_section(sweeps[run.name], out, slug, run.name)
     md += ["## Training", ""] + training_table(trainings)
     if trainings:
         plots.accuracy_curves(trainings, out / "accuracy.png")
@@ -274,49 +341,106 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
+max-width:1320px;margin:0 auto;padding:12px 24px 48px;background:#fff}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;padding-top:8px;
+border-top:1px solid #e3e3e3}h3{font-size:15px;margin:18px 0 6px}p{margin:6px 0}
+nav.toc{font-size:12.5px;color:#555;margin:4px 0 8px}nav.toc a{margin-right:10px}
+a{color:#0b57d0;text-decoration:none}a:hover{text-decoration:underline}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
+td,th{border:1px solid #d6d6d6;padding:3px 8px;vertical-align:top}
+th{background:#f3f4f6;text-align:left}tr:nth-child(even) td{background:#fafafa}
+img{max-width:100%;height:auto}code{background:#f3f4f6;padding:0 3px;border-radius:3px}
+ul{margin:4px 0 4px 22px;padding:0}details{margin:4px 0 8px}summary{cursor:pointer;color:#333}
+b.v-holds{color:#137333}b.v-fails{color:#b00020}b.v-part{color:#a15c00}
+b.v-untested{color:#666}b.busy{color:#b00020}
+.glance{display:flex;gap:18px;align-items:flex-start}.glance>div:first-child{flex:0 0 auto}
+.glance>div:last-child{flex:1 1 auto;min-width:0}
+"""
+
+VERDICT_CLASS = {"holds": "v-holds", "fails": "v-fails", "holds only in part": "v-part",
+                 "untested": "v-untested", "BUSY": "busy"}
+RAW_HTML = ("<details", "</details>", "<summary", "<div", "</div>")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def to_html(md: str, folder: Path) -> str:
-    """A small Markdown subset to HTML, images inlined as data URIs (opens offline)."""
-    body, table = [], []
+    """A small Markdown subset to one self-contained HTML page (images inlined as data URIs,
+    our own stylesheet, a table of contents of the h2 sections, links kept): it opens
+    offline."""
+    body, table, items = [], [], []
 
     def flush():
         if table:
-            rows = [r.strip().strip("|").split("|") for r in table if not set(r) <= set("|-: ")]
+            rows = [r.strip().strip("|").split(" | ") for r in table
+                    if not set(r) <= set("|-: ")]
             cells = lambda r, tag: "".join(f"<{tag}>{_inline(c.strip())}</{tag}>" for c in r)  # noqa: E731
             body.append("<table><tr>" + cells(rows[0], "th") + "</tr>" + "".join(
                 "<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "</table>")
             table.clear()
+        if items:
+            html_items, depth = [], 0
+            for level, text in items:
+                while depth < level:
+                    html_items.append("<ul>")
+                    depth += 1
+                while depth > level:
+                    html_items.append("</ul>")
+                    depth -= 1
+                html_items.append(f"<li>{_inline(text)}</li>")
+            html_items += ["</ul>"] * depth
+            body.append("".join(html_items))
+            items.clear()
 
+    toc = []
     for line in md.splitlines():
         if line.startswith("|"):
+            if items:
+                flush()
             table.append(line)
             continue
+        if line.startswith(("- ", "  - ")):
+            if table:
+                flush()
+            items.append((2 if line.startswith("  ") else 1, line.lstrip(" -")))
+            continue
         flush()
-        if line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
+        if line.startswith(RAW_HTML):
+            body.append(line)
+        elif line.startswith("!["):
+            alt, src = line[2:line.index("](")], line[line.index("](") + 2:-1]
             data = base64.b64encode((folder / src).read_bytes()).decode()
-            body.append(f'<p><img alt="{html.escape(src)}" src="data:image/png;base64,{data}">'
-                        "</p>")
+            body.append(f'<p><img alt="{html.escape(alt)}" '
+                        f'src="data:image/png;base64,{data}"></p>')
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{_inline(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("  - "):
-            body.append(f"<ul><li>{_inline(line[4:])}</li></ul>")
-        elif line.startswith("- "):
-            body.append(f"<p>&bull; {_inline(line[2:])}</p>")
+            text = line.lstrip("# ")
+            anchor = _slug(text)
+            if level == 2:
+                toc.append(f'<a href="#{anchor}">{html.escape(text)}</a>')
+            body.append(f'<h{level} id="{anchor}">{_inline(text)}</h{level}>')
         elif line.strip():
             body.append(f"<p>{_inline(line)}</p>")
     flush()
+    nav = f'<nav class="toc">Contents: {" ".join(toc)}</nav>'
+    first_h2 = next((i for i, b in enumerate(body) if b.startswith("<h2")), len(body))
+    body.insert(first_h2, nav)
     check = ("<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
              "const ok=imgs.every(i=>i.complete&&i.naturalWidth>0);document.body.dataset."
              "images=imgs.length;document.body.dataset.imagesOk=ok;});</script>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>mnist-tiers report"
-            "</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
-            "table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px "
-            "solid #ccc;padding:2px 6px}img{max-width:100%}</style>" + check +
-            "</head><body>" + "\n".join(body) + "</body></html>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            "content='width=device-width'><title>mnist-tiers report</title><style>" + STYLE
+            + "</style>" + check + "</head><body>" + "\n".join(body) + "</body></html>")
 
 
 def _inline(text: str) -> str:
-    t = html.escape(text)
+    t = html.escape(text, quote=False)
+    for word, cls in VERDICT_CLASS.items():
+        t = t.replace(f"**{word}**", f'<b class="{cls}">{word}</b>')
     t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', t)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", t)

@@ -1,5 +1,9 @@
 """The seed README's performance claims, each with a verdict computed from the results.
 
+The seed is the README this study began from ("Neural Network Implementation Comparison:
+From Scratch vs. PyTorch"): a from-scratch NumPy network (sigmoid) next to a PyTorch one
+(ReLU); its Performance section makes the six claims judged here (SEED_SOURCE).
+
 Every verdict is derived from the numbers passed in (benchmark runs, training runs), never
 written by hand: change the data and the verdict changes.
 """
@@ -53,9 +57,11 @@ def scratch_slower(runs) -> dict:
 
 
 def pytorch_faster(runs) -> dict:
-    """'PyTorch is significantly faster': best torch tier vs best scratch tier, per batch."""
+    """'PyTorch is significantly faster': best torch tier vs best scratch tier, per batch,
+    each picked on any device (the seed credits PyTorch's GPU; our own CUDA kernels are
+    scratch tiers too)."""
     holds, fails = [], []
-    ours = set(scratch_tiers())
+    ours = set(names(select(family="scratch")))
     for run in runs:
         for b in _batches(run):
             t = _steps(run, b)
@@ -149,6 +155,16 @@ def accuracy_claims(trainings) -> list[dict]:
     ]
 
 
+SEED_SOURCE = ("the seed README (\"Neural Network Implementation Comparison: From Scratch "
+               "vs. PyTorch\"), section Performance")
+# which of the seed's two lists each claim is in
+CLAIM_LIST = {"The scratch implementation is generally slower due to Python loops.":
+              "From Scratch",
+              "The scratch implementation is limited to CPU.": "From Scratch",
+              "The scratch implementation may require more epochs to achieve comparable "
+              "accuracy.": "From Scratch"}
+
+
 def _verdict(claim, holds, fails, holds_label, fails_label, untested_if=False,
              untested_note="") -> dict:
     if not holds and not fails:
@@ -161,7 +177,27 @@ def _verdict(claim, holds, fails, holds_label, fails_label, untested_if=False,
         verdict = "holds only in part"
     notes = [untested_note] if untested_if and untested_note else []
     return {"claim": claim, "verdict": verdict, "holds": holds, "fails": fails,
-            "holds_label": holds_label, "fails_label": fails_label, "notes": notes}
+            "holds_label": holds_label, "fails_label": fails_label, "notes": notes,
+            "source": f"{SEED_SOURCE}, list \"{CLAIM_LIST.get(claim, 'PyTorch')}\""}
+
+
+def deciding_line(c: dict) -> str:
+    """The one line that decides a claim's verdict: how many cases go each way, and the
+    first case of the larger side (the rest is in the folded evidence)."""
+    holds, fails = c["holds"], c["fails"]
+    n = len(holds) + len(fails)
+    if not n:
+        return c["notes"][0] if c["notes"] else "no results bear on it"
+    if not fails:
+        count = f"{c['holds_label']} in all {n} case{'s' if n > 1 else ''}"
+    elif not holds:
+        count = f"{c['fails_label']} in all {n} case{'s' if n > 1 else ''}"
+    else:
+        count = (f"{c['holds_label']} in {len(holds)} of {n}, {c['fails_label']} in "
+                 f"{len(fails)}")
+    first = (holds if len(holds) >= len(fails) else fails)[0]
+    note = f" ({c['notes'][0]})" if c["notes"] else ""
+    return f"{count}; e.g. {first}{note}"
 
 
 def all_claims(runs, trainings, tiers) -> list[dict]:

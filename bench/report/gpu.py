@@ -4,11 +4,16 @@
 from bench.report.inputs import load_optional
 
 
+def load(path) -> dict | None:
+    """A gpu-floor.json (None if there is none; None and a warning if it is damaged)."""
+    return load_optional(path, ("date", "batch", "launch_floor", "tiers", "verdicts"),
+                         "`python -m bench.studies.gpu_floor`")
+
+
 def section(path) -> list[str]:
     """The report's lines for a gpu-floor.json (none if there is no such file, or a warning
     if it is damaged)."""
-    doc = load_optional(path, ("date", "batch", "launch_floor", "tiers", "verdicts"),
-                        "`python -m bench.studies.gpu_floor`")
+    doc = load(path)
     if doc is None:
         return []
     f = doc["launch_floor"]

@@ -20,13 +20,22 @@ class Run:
     machine: dict
     date: str
     rows: list[dict] = field(default_factory=list)
+    provenance: dict | None = None  # machine, code version (None: a run older than them)
+    machine_state: dict | None = None  # the noise guard's verdict (None: not recorded)
+    failures: list = field(default_factory=list)  # benchmarks that failed in this run
 
     @property
     def name(self) -> str:
         return self.machine.get("machine", self.path.parent.name)
 
+    @property
+    def busy(self) -> bool:
+        """Whether the run was flagged busy (implementations/noise.py)."""
+        return bool(self.machine_state) and not self.machine_state.get("quiet", True)
+
     def select(self, group: str) -> list[dict]:
-        return sorted((r for r in self.rows if r["group"] == group), key=lambda r: r["mean"])
+        """The rows of `group`, fastest first (by median)."""
+        return sorted((r for r in self.rows if r["group"] == group), key=lambda r: r["median"])
 
     def groups(self, prefix: str) -> list[str]:
         gs = {r["group"] for r in self.rows if r["group"].startswith(prefix)}
@@ -88,20 +97,43 @@ def load_run(path: Path) -> Run:
     doc = read_json(path, BENCH_FIX)
     _check_run(Path(path), doc)
     info = doc["machine_info"]["mnist_tiers"]
-    run = Run(Path(path), info, str(doc.get("datetime", ""))[:10])
+    failures = doc.get("failures") if isinstance(doc.get("failures"), list) else []
+    run = Run(Path(path), info, str(doc.get("datetime", ""))[:10],
+              provenance=doc.get("provenance") if isinstance(doc.get("provenance"), dict)
+              else None,
+              machine_state=doc.get("machine_state") if isinstance(doc.get("machine_state"),
+                                                                   dict) else None,
+              failures=failures)
     for b in doc["benchmarks"]:
-        e = b["extra_info"]
-        run.rows.append({"group": b["group"], "name": b["name"], "tier": e.get("tier"),
-                         "loader": e.get("loader", "resident"), "device": e.get("device"),
-                         "batch": e.get("batch"), "mean": b["stats"]["mean"],
-                         "median": b["stats"]["median"], "gflops": e.get("gflops"),
-                         "fraction_of_peak": e.get("fraction_of_peak"),
-                         "samples_per_second": e.get("samples_per_second"),
-                         "flops": e.get("flops"), "correct": e.get("correct"),
-                         "extrapolated": e.get("extrapolated_epoch_seconds"),
-                         "epoch_samples": e.get("epoch_samples"), "note": e.get("note"),
-                         "extra": e})
+        run.rows.append(_row(run, b))
     return run
+
+
+def _row(run: Run, b: dict) -> dict:
+    """One benchmark as the report reads it. Every rate is recomputed from the median
+    (GFLOP/s, % of peak, samples/s), whatever statistic the file's extra_info used, so that
+    tables, ratios, plots and claims all compare the same numbers; q1/q3 are the quartiles."""
+    e, st = b["extra_info"], b["stats"]
+    median = st["median"]
+    flops = e.get("flops")
+    device = e.get("device") or "cpu"
+    gflops = flops / median / 1e9 if flops else None
+    peak = run.peak(device)
+    samples = e.get("samples")
+    if samples is None and e.get("samples_per_second"):  # files from before "samples"
+        samples = e["samples_per_second"] * st["mean"]
+    extrapolated = e.get("extrapolated_epoch_seconds")
+    if extrapolated and e.get("epoch_samples"):  # older files extrapolated the mean
+        extrapolated = median * 60000 / e["epoch_samples"]
+    q1, q3 = st.get("q1"), st.get("q3")
+    return {"group": b["group"], "name": b["name"], "tier": e.get("tier"),
+            "loader": e.get("loader", "resident"), "device": e.get("device"),
+            "batch": e.get("batch"), "mean": st["mean"], "median": median,
+            "q1": q1 if _positive(q1) else None, "q3": q3 if _positive(q3) else None,
+            "gflops": gflops, "fraction_of_peak": gflops / peak if gflops and peak else None,
+            "samples_per_second": samples / median if samples else None,
+            "flops": flops, "correct": e.get("correct"), "extrapolated": extrapolated,
+            "epoch_samples": e.get("epoch_samples"), "note": e.get("note"), "extra": e}
 
 
 def _roots(reference: bool, kind) -> list[Path]:

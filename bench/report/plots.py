@@ -1,4 +1,8 @@
-"""The report's plots (matplotlib, PNG): step times, throughput vs batch, roofline, accuracy."""
+"""The report's plots (matplotlib, PNG): step times, throughput vs batch, roofline, accuracy.
+
+Every plot draws a tier in its one colour (registry.tier_color), from medians, with the
+legend outside the axes so that it covers no data or label.
+"""
 
 import matplotlib
 
@@ -7,12 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from implementations.experiment import D, H, K  # noqa: E402
 from implementations.fileio import atomic_target  # noqa: E402
+from implementations.registry import tier_color  # noqa: E402
 
 
 def _save(fig, path):
     fig.tight_layout()
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+    with atomic_target(path) as tmp:  # "tight": the outside legends are kept whole
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -21,6 +26,9 @@ def _legend(ax, **kw):
     """A legend where something is labelled; a note on the axes where nothing is (a run
     without these benchmarks)."""
     if ax.get_legend_handles_labels()[0]:
+        kw.setdefault("loc", "upper left")
+        kw.setdefault("bbox_to_anchor", (1.01, 1.0))
+        kw.setdefault("borderaxespad", 0.0)
         ax.legend(**kw)
     else:
         ax.text(0.5, 0.5, "no such benchmarks in this run", transform=ax.transAxes,
@@ -48,14 +56,14 @@ def step_times(run, path):
             row = [r for r in run.select(g) if r["tier"] == tier]
             if row:
                 xs.append(j + i * width)
-                ys.append(row[0]["mean"] * 1e3)
-        ax.bar(xs, ys, width, label=tier)
+                ys.append(row[0]["median"] * 1e3)
+        ax.bar(xs, ys, width, label=tier, color=tier_color(tier))
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))],
                   [g.replace("train_step ", "") for g in groups])
     ax.set_yscale("log")
-    ax.set_ylabel("ms per train step (mean)")
+    ax.set_ylabel("ms per train step (median)")
     ax.set_title(f"Train step time per tier ({run.name}, {run.date})")
-    _legend(ax, fontsize=8, ncol=3)
+    _legend(ax, fontsize=8)
     return _save(fig, path)
 
 
@@ -64,7 +72,7 @@ def throughput(run, path, crossovers):
     fig, ax = plt.subplots(figsize=(8, 5))
     for tier, pts in sorted(samples_per_second(run).items()):
         b, s = zip(*sorted(pts.items()), strict=True)
-        ax.plot(b, s, marker="o", label=tier)
+        ax.plot(b, s, marker="o", label=tier, color=tier_color(tier))
     for text, (b, s) in crossovers:
         ax.annotate(text, (b, s), textcoords="offset points", xytext=(5, -15), fontsize=8,
                     arrowprops={"arrowstyle": "->"})
@@ -126,7 +134,7 @@ def roofline(run, path):
     for tier in sorted({r["tier"] for r in run.rows if r["group"].startswith("train_step")}):
         rows = [r for r in run.rows if r["group"].startswith("train_step") and r["tier"] == tier]
         xs = [r["flops"] / step_bytes(r["batch"]) for r in rows]
-        ax.scatter(xs, [r["gflops"] for r in rows], label=tier, s=25)
+        ax.scatter(xs, [r["gflops"] for r in rows], label=tier, s=25, color=tier_color(tier))
     _loglog(ax, "arithmetic intensity (FLOP per byte of minimal traffic)",
             "achieved GFLOP/s (train step)",
             f"Roofline, train step at each batch size ({run.name})", legend_size=7)
@@ -135,13 +143,18 @@ def roofline(run, path):
 
 def accuracy_curves(trainings, path):
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    styles = ("-", "--", ":", "-.")  # a tier's variants (activation, format, width)
+    variants: dict[str, list] = {}
     for t in trainings:
         acc = [100 * a for a in t["test_accuracy"]]
         fmt = t.get("dtype", "float32")
         h = t.get("hidden", 128)
         label = (f"{t['tier']} ({t['activation']}{'' if fmt == 'float32' else ', ' + fmt}"
                  f"{'' if h == 128 else f', H={h}'})")
-        ax.plot(range(1, len(acc) + 1), acc, marker=".", label=label)
+        seen = variants.setdefault(t["tier"], [])
+        seen.append(label)
+        ax.plot(range(1, len(acc) + 1), acc, marker=".", label=label,
+                color=tier_color(t["tier"]), ls=styles[(len(seen) - 1) % len(styles)])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy %")
     ax.set_title("Test accuracy per epoch: same init and data order in every tier")

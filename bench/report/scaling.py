@@ -1,7 +1,5 @@
-"""The report's summary and Scaling section (from the sweep), and accuracy vs width.
+"""The report's Scaling section (from the sweep), and accuracy vs width.
 
-Summary: the fastest tier per batch size and device in the benchmark run (its ratio to NumPy
-and % of peak), each tier's cost-model line from the sweep, and the claim verdicts as a table.
 Scaling (bench/studies/sweep.py's JSON): (a) time per sample vs batch, log-log, at H = 128 and 2048;
 (b) the winner of each (batch, H) cell with its speed-up over the runner-up; (c) achieved
 GFLOP/s vs FLOPs per step with the fitted cost models; (d) memory per step vs batch against
@@ -15,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import plots
-from implementations.registry import ORACLE, TIERS, WIDTH_STUDY
+from implementations import noise
+from implementations.registry import TIERS, WIDTH_STUDY, tier_color
 
 # Published test errors of 784-H-10 networks on MNIST (H: error %, source)
 PUBLISHED = [
@@ -28,37 +27,6 @@ WHY_DIFFERENT = (
     "SGD (lr 0.1, batch 64, ReLU, softmax cross-entropy, Glorot init, no schedule, no "
     "regularization), where LeCun et al. trained with mean-squared error on sigmoid-type "
     "units and Simard et al. trained far longer on elastically distorted digits.")
-
-
-# --- the summary ------------------------------------------------------------------------
-
-def summary(run, sweep, claims) -> list[str]:
-    md = ["## Summary", "", f"| batch | device | fastest tier | vs {ORACLE} | % of peak |",
-          "|---:|---|---|---:|---:|"]
-    for g in run.groups("train_step"):
-        rows = run.select(g)
-        for device in sorted({r["device"] for r in rows}):
-            mine = sorted((r for r in rows if r["device"] == device), key=lambda r: r["median"])
-            numpy = next((r for r in rows if r["tier"] == ORACLE), None)
-            best = mine[0]
-            vs = f"{numpy['median'] / best['median']:.2f}x" if numpy else "-"
-            md.append(f"| {best['batch']} | {device} | {best['tier']} | {vs} | "
-                      f"{100 * (best['fraction_of_peak'] or 0):.1f} |")
-    md.append("")
-    if sweep:
-        md += ["Cost model per tier (from the sweep): t_step = t0 + FLOPs / R.", ""]
-        for tier, m in sweep["cost_models"].items():
-            if m:
-                md.append(f"- {tier}: t0 = {m['t0_us']:.3g} us, R = {m['rate_gflops']:.3g} "
-                          f"GFLOP/s (R^2 of log t {m['r2_log']:.3f})")
-        md.append("")
-    md += ["| claim | verdict | evidence |", "|---|---|---|"]
-    for c in claims:
-        first = next((f"{label}: {items[0]}" for label, items in
-                      ((c["holds_label"], c["holds"]), (c["fails_label"], c["fails"])) if items),
-                     c["notes"][0] if c["notes"] else "-")
-        md.append(f"| {c['claim']} | **{c['verdict']}** | {first} |")
-    return md + [""]
 
 
 # --- the Scaling section ----------------------------------------------------------------
@@ -77,7 +45,7 @@ def time_per_sample(sweep, path):
                          if c["hidden"] == h)
             if pts:
                 b, t = zip(*pts)
-                ax.plot(b, np.array(t) * 1e6, marker="o", label=tier)
+                ax.plot(b, np.array(t) * 1e6, marker="o", label=tier, color=tier_color(tier))
         plots._loglog(ax, "batch size", "us per sample (train step, median)",
                       f"Time per sample, H = {h}")
     return plots._save(fig, path)
@@ -99,17 +67,17 @@ def winners(sweep) -> dict[tuple[int, int], tuple[str, float]]:
 
 def winner_map(sweep, path):
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     win = winners(sweep)
     batches, widths = sweep["grid"]["batches"], sweep["grid"]["hidden"]
-    tiers = sorted({t for t, _ in win.values()})
-    grid = np.full((len(widths), len(batches)), np.nan)
     fig, ax = plt.subplots(figsize=(1.3 * len(batches) + 2, 0.9 * len(widths) + 1.5))
-    for (b, h), (t, s) in win.items():
+    for (b, h), (t, s) in win.items():  # each cell in its winner's colour, lightened
         i, j = widths.index(h), batches.index(b)
-        grid[i, j] = tiers.index(t)
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, color=tier_color(t), alpha=0.3))
         ax.text(j, i, f"{t}\n{s:.2f}x", ha="center", va="center", fontsize=7)
-    ax.imshow(grid, cmap="Pastel1", aspect="auto", vmin=0, vmax=max(8, len(tiers)))
+    ax.set_xlim(-0.5, len(batches) - 0.5)
+    ax.set_ylim(len(widths) - 0.5, -0.5)
     ax.set_xticks(range(len(batches)), batches)
     ax.set_yticks(range(len(widths)), widths)
     ax.set_xlabel("batch size")
@@ -123,11 +91,11 @@ def rates(sweep, path):
 
     fig, ax = plt.subplots(figsize=(8, 5))
     fl = np.logspace(4, 11, 100)
-    for i, tier in enumerate(sweep["cells"]):
+    for tier in sweep["cells"]:
         cells = _timed(sweep, tier)
         if not cells:
             continue
-        color = f"C{i % 10}"
+        color = tier_color(tier)
         ax.scatter([c["flops"] for c in cells], [c["gflops"] for c in cells], s=14,
                    color=color, label=tier)
         m = sweep["cost_models"].get(tier)
@@ -167,7 +135,7 @@ def memory(sweep, path, h=512):
                      for c in _timed(sweep, tier) if c["hidden"] == h)
         if pts:
             b, m = zip(*pts)
-            ax.plot(b, np.array(m) / 2**20, marker="o", label=tier)
+            ax.plot(b, np.array(m) / 2**20, marker="o", label=tier, color=tier_color(tier))
             shown = True
     mins = sorted({(c["batch"], c["minimum_bytes"]) for tier in sweep["cells"]
                    for c in sweep["cells"][tier] if c.get("hidden") == h and "minimum_bytes" in c})
@@ -180,13 +148,17 @@ def memory(sweep, path, h=512):
     return plots._save(fig, path)
 
 
-def scaling_section(sweep, out: Path, slug: str) -> list[str]:
+def scaling_section(sweep, out: Path, slug: str, machine: str = "") -> list[str]:
+    where = f" ({machine})" if machine else ""
     if not sweep:
-        return ["## Scaling", "", "No sweep for this machine: run `make sweep`.", ""]
+        return [f"## Scaling{where}", "", "No sweep for this machine: run `make sweep`.", ""]
     g = sweep["grid"]
-    md = ["## Scaling (the sweep)", "",
-          f"Train step of every CPU tier over batch {g['batches']} x hidden {g['hidden']} "
-          f"({sweep['date']}, {sweep['wall_seconds']:.0f} s). Every cell was checked against "
+    busy = noise.busy_note(sweep.get("machine_state"))
+    md = [f"## Scaling{where}: the sweep", "",
+          f"Train step of every CPU tier over batch {g['batches']} x hidden {g['hidden']}, "
+          f"a run of its own (sweep.json, {sweep['date']}, {sweep['wall_seconds']:.0f} s; "
+          "its figures are compared within it only)"
+          + (f". **BUSY**: {busy}" if busy else "") + ". Every cell was checked against "
           "the float64 oracle before it was timed; medians of at least 5 steps.", ""]
     empty = [f"{c['skipped']} (batch {c['batch']}, H {c['hidden']})"
              for cells in sweep["cells"].values() for c in cells if "skipped" in c]

@@ -26,28 +26,37 @@ def peak_gflops(device: str) -> float:
 
 def mean_seconds(benchmark) -> float | None:
     """The timed mean of a benchmark, or None when nothing was timed (--benchmark-disable
-    runs each benchmark once as a plain test)."""
+    runs each benchmark once as a plain test). Only for sums over rounds (the all-reduce
+    share: its time is a total over the rounds); every compared figure uses the median."""
     stats = getattr(benchmark, "stats", None)
     return None if stats is None else stats.stats.mean
+
+
+def median_seconds(benchmark) -> float | None:
+    """The timed median of a benchmark (None when nothing was timed): the one statistic
+    every table, ratio, % of peak and plot compares."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.median
 
 
 def record(benchmark, *, tier: str, device: str, batch: int, flops: int | None,
            samples: int | None = None, **extra) -> None:
     """Fill extra_info after timing: what ran (tier, batch, the thread count every library
-    really used), GFLOP/s from the measured mean and the fraction of peak."""
+    really used), GFLOP/s from the measured median and the fraction of peak."""
     info = benchmark.extra_info
     info.update(tier=tier, device=device, batch=batch, correct=True, hidden=suite_hidden(),
                 threads=current_threads(TIERS[tier].thread_pool if tier in TIERS else None),
                 **extra)
-    mean = mean_seconds(benchmark)
-    if mean is None:
+    median = median_seconds(benchmark)
+    if median is None:
         return
     if flops:
-        gflops = flops / mean / 1e9
+        gflops = flops / median / 1e9
         info.update(flops=flops, gflops=round(gflops, 3),
                     fraction_of_peak=round(gflops / peak_gflops(device), 4))
     if samples:
-        info["samples_per_second"] = round(samples / mean, 1)
+        info["samples"] = samples
+        info["samples_per_second"] = round(samples / median, 1)
 
 
 def timed(benchmark, fn, *, slow: bool, rounds: int = 3):

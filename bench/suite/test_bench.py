@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
-from bench.suite.common import mean_seconds, record, timed, verify
+from bench.suite.common import mean_seconds, median_seconds, record, timed, verify
 from bench.suite.plugin import batch_sizes, suite_format, suite_hidden
 from implementations.checks import assert_close, product_atol, random_batch
 from implementations.experiment import D, K, epoch_batches, init_params, step_flops
@@ -182,8 +182,8 @@ def test_epoch(benchmark, tier, loader, mnist_train):
     benchmark.pedantic(synced(m, lambda: m.train_epoch(X, Y, batches, LR)),
                        rounds=2, iterations=1)
     extra = {"loader": loader, "epoch_samples": n, "dtype": fmt}
-    if slow and mean_seconds(benchmark) is not None:
-        extra["extrapolated_epoch_seconds"] = mean_seconds(benchmark) * 60000 / n
+    if slow and median_seconds(benchmark) is not None:
+        extra["extrapolated_epoch_seconds"] = median_seconds(benchmark) * 60000 / n
         extra["note"] = f"measured on {n} samples; full-epoch time extrapolated"
     record(benchmark, tier=tier, device=TIERS[tier].device, batch=64,
            flops=flops_of(n)["train_step"], samples=n, **extra)
