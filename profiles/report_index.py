@@ -16,7 +16,9 @@ from implementations.fileio import (  # noqa: E402
     atomic_write,
     read_json,
 )
-from implementations.provenance import stamp
+from implementations.noise import busy_note
+from implementations.page import page
+from implementations.paths import profiles_root
 from implementations.registry import TIERS, Profile  # noqa: E402
 from profiles.scalene_run import ATTRIBUTION_NOTE  # noqa: E402
 
@@ -52,18 +54,50 @@ def load_breakdowns(out_dir: Path) -> dict:
     return doc["tiers"]
 
 
+CATEGORY_ORDER = ("batch gather", "forward", "backward", "update", "fused step",
+                  "graph replay", "all-reduce", "hand-offs")
+
+
+def by_category(r: dict) -> dict[str, float]:
+    """A tier's phases summed per category (CATEGORY), ms per step, plus "other"."""
+    out: dict[str, float] = {}
+    for name, ms in r["phases_ms"].items():
+        out[category(name)] = out.get(category(name), 0.0) + ms
+    out["other"] = max(r.get("other_ms", 0.0), 0.0)
+    return out
+
+
 def markdown_table(results: dict) -> str:
-    lines = ["| tier | step ms | phases (ms per step, share of the step) | other ms | "
-             "peak RSS MB | traced peak MB | GPU MB |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    """One row per tier, fastest first: the step, then ms per step in each phase category
+    (share of the step in brackets), then memory. Peak RSS is the whole process's
+    (interpreter and libraries included, ~1 GB with torch loaded), not the tier's own:
+    the traced peak is what the tier's step allocated."""
+    present = {c for r in results.values() for c in by_category(r)} - {"other"}
+    cats = [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
+    cats.append("other")
+    lines = ["| tier | step ms | " + " | ".join(f"{c} ms" for c in cats)
+             + " | traced peak MB | process peak RSS MB | GPU MB |",
+             "|---|---:|" + "---:|" * len(cats) + "---:|---:|---:|"]
     for tier, r in sorted(results.items(), key=lambda kv: kv[1]["step_ms"]):
         step = r["step_ms"]
-        phases = ", ".join(f"{name} {ms:.3g} ({100 * ms / step:.0f}%)"
-                           for name, ms in sorted(r["phases_ms"].items(), key=lambda kv: -kv[1]))
+        cells = by_category(r)
+        shown = [f"{cells[c]:.3g} ({100 * cells[c] / step:.0f}%)" if cells.get(c) else "-"
+                 for c in cats]
         gpu = (f"{r['gpu_peak_mb']:.1f} (peak)" if "gpu_peak_mb" in r else
                f"{r['gpu_used_mb']:.0f} (device in use)" if "gpu_used_mb" in r else "-")
-        lines.append(f"| {tier} | {step:.3g} | {phases} | {r['other_ms']:.3g} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['traced_peak_mb']:.2f} | {gpu} |")
+        lines.append(f"| {tier} | {step:.3g} | " + " | ".join(shown)
+                     + f" | {r['traced_peak_mb']:.2f} | {r['peak_rss_mb']:.0f} | {gpu} |")
+    return "\n".join(lines)
+
+
+def phase_detail(results: dict) -> str:
+    """Each tier's own phases (the finer names behind the categories), one line per tier."""
+    lines = []
+    for tier, r in sorted(results.items(), key=lambda kv: kv[1]["step_ms"]):
+        step = r["step_ms"]
+        lines.append(f"- {tier}: " + ", ".join(
+            f"{name} {ms:.3g} ms ({100 * ms / step:.0f}%)"
+            for name, ms in sorted(r["phases_ms"].items(), key=lambda kv: -kv[1])))
     return "\n".join(lines)
 
 
@@ -134,18 +168,18 @@ def chart(results: dict, path: Path) -> Path:
         ax.set_xlabel("ms per train step (batch 64)")
         ax.invert_yaxis()
     axes[0, 0].set_title("Where a train step's time goes, per tier")
-    fig.legend(loc="lower right", fontsize=8, ncol=3)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout()
+    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)  # covers nothing
     with atomic_target(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def write(out_dir: Path, results: dict, info: dict) -> Path:
     """breakdown.{json,md,png}, README.md and a self-contained index.html in out_dir."""
-    atomic_json(out_dir / "breakdown.json", {"machine": info, "tiers": results,
-                                             "provenance": stamp()})
+    # each tier carries the provenance and machine state of the run that measured it
+    atomic_json(out_dir / "breakdown.json", {"machine": info, "tiers": results})
     table = markdown_table(results)
     notes = instrumented_notes(results)
     atomic_write(out_dir / "breakdown.md", table + notes + "\n")
@@ -160,36 +194,47 @@ def write(out_dir: Path, results: dict, info: dict) -> Path:
            f"{Profile().steps} train steps at batch 64 after {Profile().warmup} warm-up steps"
            + (f" ({slow})" if slow else "") + ". Regenerate with `make profile` or "
            "`mnist-tiers profile --tier T`.")
-    md = [f"# Profiles: {info['machine']}", "", head, "", how, "", "![breakdown](breakdown.png)",
-          "", table + notes, "", "## Reports", ""]
+    busy = [f"{t} ({note})" for t, r in sorted(results.items())
+            if (note := busy_note(r.get("machine_state")))]
+    busy_line = ("Profiled on a busy machine: " + "; ".join(busy) + ".") if busy else ""
+    memory = ("Memory: the traced peak is what one step allocated (tracemalloc: Python and "
+              "NumPy); the process peak RSS is the whole process, interpreter and every "
+              "library loaded included (torch alone holds several hundred MB), so it is no "
+              "tier's own footprint.")
+    detail = phase_detail(results)
+    md = [f"# Profiles: {info['machine']}", "", head, "", how, "",
+          *([busy_line, ""] if busy_line else []), "![breakdown](breakdown.png)",
+          "", table, "", memory, "", "Each tier's phases:", "", detail, notes, "",
+          "## Reports", ""]
     md += [f"- [{label}]({href})" for label, href in links]
     md += ["", f"Reading the scalene reports: {ATTRIBUTION_NOTE}"]
     atomic_write(out_dir / "README.md", "\n".join(md) + "\n")
     img = base64.b64encode(png.read_bytes()).decode()
     rows = "".join(f'<li><a href="{html.escape(h)}">{html.escape(lab)}</a></li>'
                    for lab, h in links)
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>mnist-tiers profiles: {html.escape(info['machine'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-</style></head><body>
-<h1>Where the time goes: {html.escape(info['machine'])}</h1>
+    details = "".join(f"<li>{html.escape(line[2:])}</li>" for line in detail.splitlines())
+    body = f"""<h1>Where the time goes: {html.escape(info['machine'])}</h1>
 <p>{html.escape(head)}</p><p>{html.escape(how)}</p>
-<img alt="stacked phase breakdown" src="data:image/png;base64,{img}" style="max-width:100%">
+{f'<p><b class="busy">{html.escape(busy_line)}</b></p>' if busy_line else ""}
+<img alt="stacked phase breakdown" src="data:image/png;base64,{img}">
 {_md_table_to_html(table)}
+<p>{html.escape(memory)}</p>
+<details><summary>Each tier's phases</summary><ul>{details}</ul></details>
 {"".join(f"<p>{html.escape(n)}</p>" for n in notes.split(chr(10) * 2) if n.strip())}
 <h2>Reports</h2><ul>{rows}</ul>
-<p><b>Reading the scalene reports:</b> {html.escape(ATTRIBUTION_NOTE)}</p></body></html>"""
+<p><b>Reading the scalene reports:</b> {html.escape(ATTRIBUTION_NOTE)}</p>"""
     index = out_dir / "index.html"
-    atomic_write(index, page)
+    atomic_write(index, page(f"mnist-tiers profiles: {info['machine']}", body))
     return index
 
 
 def _links(out_dir: Path) -> list[tuple[str, str]]:
     out = [("breakdown (JSON)", "breakdown.json"), ("breakdown (Markdown)", "breakdown.md")]
-    for p in sorted(out_dir.glob("scalene/scalene-*.html")):
-        out.append((f"scalene HTML: {p.stem[8:]} (regenerated by make profile)",
-                    f"scalene/{p.name}"))
+    # the interactive scalene pages (1-10 MB each) are not committed: linked only where
+    # they are (a user's own out/profiles), never from the committed reference set
+    if out_dir.resolve().parent != profiles_root(True).resolve():
+        for p in sorted(out_dir.glob("scalene/scalene-*.html")):
+            out.append((f"scalene HTML (interactive): {p.stem[8:]}", f"scalene/{p.name}"))
     for p in sorted(out_dir.glob("scalene-*.txt")):
         out.append((f"scalene text view: {p.stem[8:]}", p.name))
     for p in sorted(out_dir.glob("torch-*-table.txt")):

@@ -2,11 +2,13 @@
 
 `scalene run --cpu-only` profiles `python -m profiles.workload` for one tier (its train
 steps only: the set-up runs with profiling off), then
-`scalene view --standalone` writes a self-contained HTML (opens offline) and
-`scalene view --cli --reduced` a text view. Memory profiling is opt-in (memory=True) and
+`scalene view --standalone` writes a self-contained HTML (opens offline); the text view is
+ours, written from scalene's JSON (every line with at least MIN_SHARE % of the time, in full,
+whatever the terminal's width). Memory profiling is opt-in (memory=True) and
 runs fewer steps: scalene's memory mode slows a NumPy training loop by ~200x.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,9 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 MIN_VERSION = "2.3"
 ATTRIBUTION_NOTE = (
     "scalene samples the Python line being executed; time spent inside a native call "
-    "(a BLAS matmul, a compiled kernel) can be credited to the line after the call "
-    "(e.g. `dW = x.T @ dz` at 0% and the cheap `db = dz.sum(axis=0)` after it at 37%). "
-    "The phase breakdown (our own timers around each op) says which op took the time.")
+    "(a BLAS matmul, a compiled kernel) can be credited to the line after the call, so a "
+    "cheap line right after a matmul may show the matmul's time. The phase breakdown (our "
+    "own timers around each op) says which op took the time.")
+MIN_SHARE = 0.5  # % of the CPU time: lines below it are left out of the text view
 
 
 class ScaleneMissing(RuntimeError):
@@ -78,14 +81,35 @@ def profile(tier: str, out_dir: Path, steps: int | None = None,
                           capture_output=True, text=True), "scalene view --standalone")
     html = work / f"{stem}.html"
     (work / "scalene-profile.html").replace(html)
-    view = subprocess.run([*exe, "view", "--cli", "--reduced", json_path.name], cwd=work,
-                          capture_output=True, text=True, env={"COLUMNS": "160", "TERM": "dumb",
-                                                               "PATH": "/usr/bin:/bin"})
     text = out_dir / f"{stem}.txt"
-    # paths relative to the repository: the view reads the same on every machine
-    atomic_write(text, f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64\n"
-                       f"Note: {ATTRIBUTION_NOTE}\n\n" + view.stdout.replace(f"{REPO}/", ""))
+    atomic_write(text, text_view(json.loads(json_path.read_text()), tier, steps))
     return {"json": json_path, "html": html, "text": text}
+
+
+def text_view(doc: dict, tier: str, steps: int) -> str:
+    """scalene's JSON as plain text: per file (paths relative to the repository), every
+    line with at least MIN_SHARE % of the CPU time: Python %, native %, system % and the
+    whole source line; then the lines that took the most time, computed from this run."""
+    rows = []
+    for fname, f in doc.get("files", {}).items():
+        for ln in f.get("lines", []):
+            py, nat, sys_ = (ln.get("n_cpu_percent_python", 0.0), ln.get("n_cpu_percent_c", 0.0),
+                             ln.get("n_sys_percent", 0.0))
+            if py + nat + sys_ >= MIN_SHARE:
+                rows.append((fname.replace(f"{REPO}/", ""), ln["lineno"], py, nat, sys_,
+                             ln.get("line", "").rstrip()))
+    out = [f"scalene --cpu-only, tier {tier}, {steps} train steps at batch 64 "
+           f"({doc.get('elapsed_time_sec', 0):.1f} s profiled)", f"Note: {ATTRIBUTION_NOTE}", ""]
+    for fname in dict.fromkeys(r[0] for r in rows):
+        out += [fname, f"{'line':>6}  {'Python':>6}  {'native':>6}  {'system':>6}  code"]
+        out += [f"{n:>6}  {py:>5.0f}%  {nat:>5.0f}%  {sy:>5.0f}%  {code}"
+                for f, n, py, nat, sy, code in sorted(rows) if f == fname]
+        out.append("")
+    top = sorted(rows, key=lambda r: -(r[2] + r[3] + r[4]))[:3]
+    if top:
+        out.append("Most time in this run: " + "; ".join(
+            f"{r[0]}:{r[1]} `{r[5].strip()}` {r[2] + r[3] + r[4]:.0f}%" for r in top))
+    return "\n".join(out) + "\n"
 
 
 def _check(proc, what):

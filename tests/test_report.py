@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +14,15 @@ from bench.report.inputs import load_run
 from implementations.experiment import step_flops
 from implementations.registry import TIERS
 
+REPO = Path(__file__).resolve().parent.parent
 MACHINE = {"machine": "test-box", "cpu": "Test CPU", "threads": 2, "gpu": None,
            "versions": {"numpy": "x"}, "sgemm_gflops": 100.0, "copy_gbs": 10.0}
 
 
-def bench_json(path, step_ms: dict[str, dict[int, float]], epoch_s: dict[tuple, float]):
-    """A minimal pytest-benchmark JSON with mnist-tiers' extra_info."""
+def bench_json(path, step_ms: dict[str, dict[int, float]], epoch_s: dict[tuple, float],
+               machine=None, extra=None):
+    """A minimal pytest-benchmark JSON with mnist-tiers' extra_info (`machine` replaces the
+    machine_info, `extra` adds top-level keys: provenance, machine_state, failures)."""
     benches = []
     for tier, by_batch in step_ms.items():
         for batch, ms in by_batch.items():
@@ -37,8 +41,10 @@ def bench_json(path, step_ms: dict[str, dict[int, float]], epoch_s: dict[tuple, 
                                        "batch": 64, "flops": 24_500_000_000,
                                        "gflops": 24.5 / s, "fraction_of_peak": 0.245 / s,
                                        "correct": True}})
-    path.write_text(json.dumps({"machine_info": {"mnist_tiers": MACHINE},
-                                "datetime": "2026-11-26T00:00:00", "benchmarks": benches}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine_info": {"mnist_tiers": machine or MACHINE},
+                                "datetime": "2026-11-26T00:00:00", "benchmarks": benches,
+                                **(extra or {})}))
     return path
 
 
@@ -138,3 +144,152 @@ def test_the_seeds_pytorch_claims_are_judged_on_pytorch_tiers_only():
     assert all(v["verdict"] == "untested" for v in verdicts)
     verdicts = claims.accuracy_claims(runs + [training("torch-cpu", [0.96, 0.975])])
     assert all("jax" not in item for v in verdicts for item in v["holds"] + v["fails"])
+
+
+# -- one statistic, a first screen that answers, sources, busy runs, links ------------------
+
+BUSY = {"quiet": False, "reasons": ["other processes used 0.99 cores during the run"],
+        "others_cores": 0.99, "steal_fraction": 0.0, "calibration_ms": [1.0, 1.1],
+        "load_avg": [1.0, 1.2], "seconds": 60.0}
+QUIET = {**BUSY, "quiet": True, "reasons": [], "others_cores": 0.01}
+PROVENANCE = {"machine": "box-a", "cpu": "Test CPU", "gpu": None, "recorded":
+              "2026-12-07T08:00:00+00:00",
+              "code": {"commit": "abcdef0123456789abcdef0123456789abcdef01", "dirty": False,
+                       "package": "0.1.0"}}
+
+
+def _two_machines(tmp_path):
+    """box-a: a quiet run; box-b: a busy one, whose noisy numpy has a huge mean."""
+    a = bench_json(tmp_path / "box-a" / "latest.json", STEPS, EPOCHS,
+                   machine={**MACHINE, "machine": "box-a"},
+                   extra={"provenance": PROVENANCE, "machine_state": QUIET, "failures": []})
+    b = bench_json(tmp_path / "box-b" / "latest.json", STEPS, EPOCHS,
+                   machine={**MACHINE, "machine": "box-b"},
+                   extra={"provenance": {**PROVENANCE, "machine": "box-b"},
+                          "machine_state": BUSY})
+    return a, b
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_every_compared_figure_is_the_median(tmp_path):
+    """A noisy tier (a few slow rounds: mean 5x its median) is ranked, rated and compared by
+    its median everywhere: tables, ratios, % of peak, the summary and the claims."""
+    path = bench_json(tmp_path / "r.json", STEPS, EPOCHS)
+    doc = json.loads(path.read_text())
+    for b in doc["benchmarks"]:
+        if b["extra_info"]["tier"] == "numpy" and b["group"] == "train_step batch=64":
+            b["stats"].update(mean=3.0e-3, q1=0.5e-3, q3=0.7e-3)  # median stays 0.6 ms
+    path.write_text(json.dumps(doc))
+    run = load_run(path)
+    row = next(r for r in run.select("train_step batch=64"))
+    assert row["tier"] == "numpy"  # fastest by median, though its mean is the slowest
+    assert abs(row["gflops"] - step_flops(64)["train_step"] / 0.6e-3 / 1e9) < 1e-6
+    md = build([path], [], tmp_path / "out").read_text()
+    assert "| numpy | 0.6 | 0.2 | 106,667 |" in md  # median, IQR 0.2 ms, samples/s
+    assert "mean ms" not in md
+    assert "| 64 | cpu | **numpy** 0.6 ms (1x numpy" in md
+
+
+def test_the_first_screen_names_sources_and_marks_the_busy_run(tmp_path):
+    a, b = _two_machines(tmp_path)
+    md = build([a, b], [], tmp_path / "out").read_text()
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert heads[:3] == ["## At a glance", "## Sources", "## Claims checked"]
+    glance = md.split("## At a glance", 1)[1].split("## Sources", 1)[0]
+    header = next(ln for ln in glance.splitlines() if ln.startswith("| batch |"))
+    assert header.count("box-a") == 1 and header.count("box-b (busy run)") == 1
+    assert "ladder-all.png" in glance and (tmp_path / "out" / "ladder-all.png").exists()
+    assert "**Busy run on box-b**: other processes used 0.99 cores" in glance
+    sources = md.split("## Sources", 1)[1].split("## Claims", 1)[0]
+    assert "| benchmarks | [latest.json](../box-a/latest.json) | box-a | 2026-12-07 08:00 | " \
+           "abcdef0 | quiet" in sources
+    assert "| box-b |" in sources and "**BUSY**: other processes used 0.99 cores" in sources
+    claims_part = md.split("## Claims checked", 1)[1].split("\n## ", 1)[0]
+    assert "Busy runs left out of the verdicts: box-b." in claims_part
+    assert "box-b" not in claims_part.split("Busy runs left out", 1)[1].split("\n", 1)[1]
+    assert "**train_step batch=64** (box-b - busy run)" in md
+
+
+def test_each_claim_has_one_deciding_line_and_its_evidence_folded_once(tmp_path):
+    a, _ = _two_machines(tmp_path)
+    md = build([a], [], tmp_path / "out").read_text()
+    part = md.split("## Claims checked", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in part.splitlines() if ln.startswith('| "')]
+    assert len(rows) == 6 and all(ln.count(" | ") == 3 for ln in rows)
+    assert 'the seed README (\\"Neural Network Implementation Comparison' in part or \
+        "Neural Network Implementation Comparison" in part
+    evidence = [ln for ln in part.splitlines() if ln.startswith("  - ")]
+    assert evidence and len(evidence) == len(set(evidence))
+    assert part.count("<details>") == part.count("</details>") >= 1
+    assert "**scratch tier**" in md and "**seed**" in md  # the terms, defined once
+    assert md.count("**scratch tier**") == 1
+
+
+def _dom(exe, url, tmp_path, name, size="1400,900"):
+    proc = subprocess.run([*exe, f"--user-data-dir={tmp_path / name}", f"--window-size={size}",
+                           "--virtual-time-budget=5000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    return proc.stdout
+
+
+def _local_links(page: str) -> list[str]:
+    import re
+
+    return [h for h in re.findall(r'href="([^"]+)"', page)
+            if not h.startswith(("http:", "https:", "#", "data:", "mailto:"))]
+
+
+def test_the_first_screen_in_headless_chromium(tmp_path):
+    """At 1400 x 900 px the summary and the ladder are on the first screen, every image
+    decodes, the busy run is marked, and every local link resolves."""
+    import html as html_mod
+
+    exe = chromium()
+    a, b = _two_machines(tmp_path)
+    out = tmp_path / "out"
+    build([a, b], [], out)
+    page = (out / "report.html").read_text()
+    dom = _dom(exe, (out / "report.html").as_uri(), tmp_path, "p1")
+    assert 'data-images-ok="true"' in dom
+    bottom = int(dom.split('data-glance-bottom="', 1)[1].split('"', 1)[0])
+    assert 0 < bottom <= 900, f"the summary and ladder end at {bottom} px"
+    assert dom.index('id="at-a-glance"') < dom.index('id="sources"') < dom.index(
+        'id="claims-checked"')
+    assert 'class="busy"' in dom and "box-b (busy run)" in dom
+    items = [html_mod.unescape(x) for x in
+             dom.split('id="claims-checked"', 1)[1].split("<h2", 1)[0].split("<li>")[1:]]
+    items = [x.split("</li>", 1)[0] for x in items if not x.startswith("<")]
+    assert len(items) == len(set(items)), "an evidence line repeats"
+    for href in _local_links(page):
+        assert (out / html_mod.unescape(href)).resolve().exists(), href
+
+
+def test_the_reference_report_and_profile_index_in_headless_chromium(tmp_path):
+    """The committed reference set as a new user meets it: the report built from it puts
+    its summary and ladder on the first screen, and the committed profile index pages render
+    with every local link resolving (no link to a file that is not committed)."""
+    import html as html_mod
+
+    from implementations.paths import REFERENCE_PROFILES
+
+    exe = chromium()
+    out = tmp_path / "out"
+    build(None, None, out, reference=False)  # what `mnist-tiers report` does on a fresh clone
+    dom = _dom(exe, (out / "report.html").as_uri(), tmp_path, "p1")
+    bottom = int(dom.split('data-glance-bottom="', 1)[1].split('"', 1)[0])
+    assert 0 < bottom <= 900 and 'data-images-ok="true"' in dom
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True,
+                                 text=True).stdout.split())
+    for index in sorted(REFERENCE_PROFILES.glob("*/index.html")):
+        page = index.read_text()
+        dom = _dom(exe, index.as_uri(), tmp_path, f"p-{index.parent.name}")
+        assert "Where the time goes" in dom and "<table" in dom
+        for href in _local_links(page):
+            target = (index.parent / html_mod.unescape(href)).resolve()
+            assert str(target.relative_to(REPO)) in tracked, (index, href)

@@ -8,6 +8,7 @@ self-contained report.html (plots embedded) plus the PNGs into the output folder
 
 import base64
 import html
+import os
 import re
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from implementations.experiment import step_flops
 from implementations.fileio import atomic_write
 from implementations.machine import machine_name
 from implementations.noise import busy_note
+from implementations.page import page
 from implementations.registry import ORACLE, SPEED_BASES, TIERS, device_of
 
 PASSES = ("forward", "backward", "train_step")
@@ -198,14 +200,14 @@ def claims_section(claims, note: str = "") -> list[str]:
     for c in claims:
         items = [(label, list(dict.fromkeys(xs))) for label, xs in
                  ((c["holds_label"], c["holds"]), (c["fails_label"], c["fails"])) if xs]
-        if not items and not c["notes"]:
+        if not items:  # untested: its deciding line already says why
             continue
         lines += [f"<details><summary>All evidence: \"{c['claim']}\" ({c['verdict']})"
                   "</summary>", ""]
         for label, xs in items:
             lines.append(f"- {label} ({len(xs)}):")
             lines += [f"  - {x}" for x in xs]
-        lines += [f"- note: {n}" for n in c["notes"]]
+        lines += [f"- note: {n}" for n in c["notes"] if n not in claims_mod.deciding_line(c)]
         lines += ["", "</details>", ""]
     return lines
 
@@ -324,7 +326,8 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
         atomic_write(target, png.read_bytes())
         md += [f"## Where the time goes ({machine}, profiles)", "",
                f"![breakdown](breakdown-{machine}.png)", "",
-               f"Per-phase tables and traces: {_shown(png.parent / 'index.html')}", ""]
+               f"Per-phase tables and traces: [the profile index of {machine}]"
+               f"({os.path.relpath(png.parent / 'index.html', out)})", ""]
     report_md = out / "report.md"
     atomic_write(out / "report.html", to_html("\n".join(md), out))
     atomic_write(report_md, "\n".join(md) + "\n")
@@ -340,24 +343,6 @@ def _shown(path: Path) -> str:
     except ValueError:
         return str(path)
 
-
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
-max-width:1320px;margin:0 auto;padding:12px 24px 48px;background:#fff}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;padding-top:8px;
-border-top:1px solid #e3e3e3}h3{font-size:15px;margin:18px 0 6px}p{margin:6px 0}
-nav.toc{font-size:12.5px;color:#555;margin:4px 0 8px}nav.toc a{margin-right:10px}
-a{color:#0b57d0;text-decoration:none}a:hover{text-decoration:underline}
-table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
-td,th{border:1px solid #d6d6d6;padding:3px 8px;vertical-align:top}
-th{background:#f3f4f6;text-align:left}tr:nth-child(even) td{background:#fafafa}
-img{max-width:100%;height:auto}code{background:#f3f4f6;padding:0 3px;border-radius:3px}
-ul{margin:4px 0 4px 22px;padding:0}details{margin:4px 0 8px}summary{cursor:pointer;color:#333}
-b.v-holds{color:#137333}b.v-fails{color:#b00020}b.v-part{color:#a15c00}
-b.v-untested{color:#666}b.busy{color:#b00020}
-.glance{display:flex;gap:18px;align-items:flex-start}.glance>div:first-child{flex:0 0 auto}
-.glance>div:last-child{flex:1 1 auto;min-width:0}
-"""
 
 VERDICT_CLASS = {"holds": "v-holds", "fails": "v-fails", "holds only in part": "v-part",
                  "untested": "v-untested", "BUSY": "busy"}
@@ -429,12 +414,17 @@ def to_html(md: str, folder: Path) -> str:
     nav = f'<nav class="toc">Contents: {" ".join(toc)}</nav>'
     first_h2 = next((i for i, b in enumerate(body) if b.startswith("<h2")), len(body))
     body.insert(first_h2, nav)
+    # after loading, the page records whether every image decoded and how far down the
+    # first screen's summary and ladder reach (pixels): what a browser test reads back
     check = ("<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
              "const ok=imgs.every(i=>i.complete&&i.naturalWidth>0);document.body.dataset."
-             "images=imgs.length;document.body.dataset.imagesOk=ok;});</script>")
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
-            "content='width=device-width'><title>mnist-tiers report</title><style>" + STYLE
-            + "</style>" + check + "</head><body>" + "\n".join(body) + "</body></html>")
+             "images=imgs.length;document.body.dataset.imagesOk=ok;"
+             "let el=document.getElementById('at-a-glance'),bottom=0;"
+             "while(el&&(el=el.nextElementSibling)&&el.tagName!=='H2'){"
+             "[el,...el.querySelectorAll('img,table')].forEach(x=>{if(x.matches('img,table'))"
+             "bottom=Math.max(bottom,x.getBoundingClientRect().bottom)});}"
+             "document.body.dataset.glanceBottom=Math.round(bottom);});</script>")
+    return page("mnist-tiers report", check + "\n".join(body))
 
 
 def _inline(text: str) -> str:

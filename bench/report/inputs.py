@@ -121,7 +121,10 @@ def _row(run: Run, b: dict) -> dict:
     peak = run.peak(device)
     samples = e.get("samples")
     if samples is None and e.get("samples_per_second"):  # files from before "samples"
-        samples = e["samples_per_second"] * st["mean"]
+        samples = (e.get("epoch_samples") if b["group"].startswith("epoch")
+                   else e.get("batch") if b["group"].startswith(("train_step", "forward",
+                                                                 "backward"))
+                   else e["samples_per_second"] * st["mean"])  # it was samples / mean
     extrapolated = e.get("extrapolated_epoch_seconds")
     if extrapolated and e.get("epoch_samples"):  # older files extrapolated the mean
         extrapolated = median * 60000 / e["epoch_samples"]
