@@ -13,7 +13,8 @@ The load average (os.getloadavg) at both ends is recorded too, for a person to r
 lags by a minute, so it decides nothing.
 
 A run is busy when others_cores > OTHERS_CORES_MAX, steal > STEAL_MAX or the calibration
-drifts by more than CALIBRATION_DRIFT_MAX either way. A busy run is still saved (the user
+drifts by more than CALIBRATION_DRIFT_MAX either way (more than a boost clock's own drop
+under sustained load). A busy run is still saved (the user
 decides), flagged in its JSON ("machine_state": {"quiet": false, "reasons": [...]}),
 warned on the console (BusyMachineWarning) and marked in the report.
 """
@@ -27,9 +28,14 @@ import numpy as np
 
 OTHERS_CORES_MAX = 0.3  # cores used by other processes over the run (a busy loop: ~1.0)
 STEAL_MAX = 0.05  # share of CPU time stolen by the hypervisor
-CALIBRATION_DRIFT_MAX = 1.5  # end / start (or start / end) calibration time
+# end / start (or start / end) calibration time: a CPU's boost clock alone drops by up to
+# ~1.8x over minutes of load on every core (seen here: 0.7 ms before a 2-minute
+# alternating run, 1.1-1.3 ms after it, with no other process running), so only a larger
+# drift says the machine changed under the run
+CALIBRATION_DRIFT_MAX = 2.0
 CALIBRATION_N = 192  # matmul size: ~0.5 ms per product at ~30 GFLOP/s, in cache
 CALIBRATION_REPEATS = 7
+SETTLE_SECONDS = 0.3  # before the end calibration (see NoiseGuard.finish)
 
 
 class BusyMachineWarning(UserWarning):
@@ -138,8 +144,12 @@ class NoiseGuard:
         return self.begin()
 
     def finish(self) -> dict:
-        """Take the end snapshot now (once) and return the state."""
+        """Take the end snapshot now (once) and return the state. It first waits a moment
+        (SETTLE_SECONDS, at most a tenth of the run) so that the run's own idle thread
+        pools (OpenMP, OpenBLAS) stop spinning: their spin would slow the calibration and
+        flag a quiet machine busy."""
         if self.state is None:
+            time.sleep(min(SETTLE_SECONDS, 0.1 * (time.monotonic() - self.start["wall"])))
             self.state = judge(self.start, snapshot())
             note = busy_note(self.state)
             if note:

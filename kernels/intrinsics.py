@@ -162,6 +162,18 @@ PANEL_BYTES = 2 * VECTOR_BYTES  # a microkernel tile's width: two registers per 
 MAX_TILE_ROWS = 12 if VECTOR_BYTES == 64 else 6
 
 
+def _no_unroll(module, branch) -> None:
+    """Mark the loop whose back-edge is `branch` as not to be unrolled: unrolled, the
+    microkernel needs twice the panel registers and spills accumulators to the stack inside
+    its loop (LLVM's unroller does it for some targets, znver4 among them), which costs up to
+    1.8x when the spilled lines straddle cache lines. A loop ID is a metadata node whose
+    first operand is itself (LLVM LangRef, "llvm.loop"), one per loop."""
+    disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+    loop_id = ir.values.MDValue(module, [disable], name=str(len(module.metadata)))
+    loop_id.operands = (loop_id, disable)
+    branch.set_metadata("llvm.loop", loop_id)
+
+
 @intrinsic
 def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C, c_off, c_sm,
                      alpha, accumulate):
@@ -224,6 +236,7 @@ def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C,
                     for _ in range(2 * rows)]
             with cgutils.for_range(builder, count) as loop:
                 r = loop.index
+                latch = builder.block  # the body is one block: it ends in the back-edge
                 bi = builder.add(b_o, builder.mul(r, b_r))
                 panel = (builder.load(vector_at(b_data, bi), align=1),
                          builder.load(vector_at(b_data, builder.add(bi, i64(width))), align=1))
@@ -234,6 +247,7 @@ def gemm_microkernel(typingctx, M, A, a_off, a_sm, a_sr, B, b_off, b_sr, n_r, C,
                     for q in range(2):
                         acc = accs[2 * m + q]
                         builder.store(builder.call(fma, [a, panel[q], builder.load(acc)]), acc)
+            _no_unroll(builder.module, latch.terminator)
             alpha = splat(scale)
             with builder.if_else(add) as (then, otherwise):
                 for branch, accumulate_ in ((then, True), (otherwise, False)):

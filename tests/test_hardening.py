@@ -206,7 +206,7 @@ def test_the_verdict_rules():
     hz = os.sysconf("SC_CLK_TCK")
     end = {**quiet, "wall": 10.0, "stat": (int(0.1 * hz * 10), 0, 2000), "own": 0}
     assert noise.judge(quiet, end)["quiet"] is True  # 0.1 core of others: noise
-    drift = {**end, "calibration_ms": 2.0}
+    drift = {**end, "calibration_ms": 2.5}
     assert "calibration" in noise.judge(quiet, drift)["reasons"][0]
     steal = {**end, "stat": (0, 200, 2000)}
     assert "stole 20%" in noise.judge(quiet, steal)["reasons"][0]
