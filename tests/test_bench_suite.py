@@ -162,7 +162,7 @@ def test_plain_benchmark_only_saves_says_where_and_collects_only_benchmarks(tmp_
     assert "Wrote benchmark data" not in proc.stdout  # no word of the private temporary
     assert "report:  mnist-tiers report" in proc.stdout
     assert "Skipping non-benchmark" not in proc.stdout and "tests/" not in proc.stdout
-    assert "[group 1/1] matmul 64x784x128: 0/1 benchmarks done" in proc.stdout
+    assert "[part 1/1] matmul 64x784x128: 0/1 benchmarks done" in proc.stdout
     assert "machine state:" in proc.stdout
     doc = json.loads(saved.read_text())
     assert doc["provenance"]["machine"] and "data" not in doc["benchmarks"][0]["stats"]

@@ -117,3 +117,21 @@ def test_sweep_in_another_format(tmp_path, monkeypatch):
     assert doc["dtype"] == "float64" and "median_s" in doc["cells"]["numpy"][0]
     with pytest.raises(ValueError, match="does not compute in bfloat16"):
         sweep.sweep(["numpy"], out_path=tmp_path / "t.json", progress=False, dtype="bfloat16")
+
+
+def test_the_cells_the_top_tier_loses_are_listed_with_the_reason():
+    from bench.report.scaling import cells_lost
+    from kernels.numba_fused import panel_width
+
+    narrow = panel_width(np.float32)
+    cell = lambda b, h, s: {"batch": b, "hidden": h, "median_s": s}  # noqa: E731
+    sweep = {"grid": {"batches": [64, 1024], "hidden": [narrow, 512]},
+             "machine": {"threads": 2}, "dtype": None,
+             "cells": {"numba-fused": [cell(64, narrow, 1.0), cell(1024, narrow, 3.0),
+                                       cell(64, 512, 1.0), cell(1024, 512, 2.0)],
+                       "numpy": [cell(64, narrow, 2.0), cell(1024, narrow, 2.5),
+                                 cell(64, 512, 2.0), cell(1024, 512, 4.0)]}}
+    lines = cells_lost(sweep)
+    assert lines[0] == "numba-fused is the fastest in 3 of 4 cells."
+    assert lines[1] == (f"batch 1024, H = {narrow}: numpy by 1.20x: H = {narrow} is one panel "
+                        f"of {narrow} units, so numba-fused runs on 1 thread of 2 there")

@@ -129,7 +129,9 @@ def fastest(run) -> list[dict]:
 
 def _cell(r: dict) -> str:
     vs = f"{_times(r['vs'])} {ORACLE}" if r["vs"] else "-"
-    peak = f"{100 * r['fraction_of_peak']:.2g}% of peak" if r["fraction_of_peak"] else ""
+    frac = r["fraction_of_peak"]
+    peak = (f"{100 * frac:.0f}% of peak" if frac and frac >= 0.1 else
+            f"{100 * frac:.2g}% of peak" if frac else "")
     return f"**{r['tier']}** {_fmt_ms(r['median'])} ms ({vs}{', ' + peak if peak else ''})"
 
 

@@ -65,6 +65,34 @@ def winners(sweep) -> dict[tuple[int, int], tuple[str, float]]:
     return out
 
 
+def cells_lost(sweep) -> list[str]:
+    """The cells the tier that wins most of the sweep does not win, each with the winner,
+    its margin and, where the measurements show it, why: a fused tier splits the hidden
+    units between its threads in panels (kernels.numba_fused.panel_width), so a width of
+    one panel runs on one thread while the BLAS tiers use every core."""
+    from kernels.numba_fused import panel_width
+
+    win = winners(sweep)
+    if not win:
+        return []
+    counts: dict[str, int] = {}
+    for t, _ in win.values():
+        counts[t] = counts.get(t, 0) + 1
+    top = max(counts, key=counts.get)
+    threads = (sweep.get("machine") or {}).get("threads") or 1
+    panel = panel_width(np.float64 if sweep.get("dtype") == "float64" else np.float32)
+    lines = [f"{top} is the fastest in {counts[top]} of {len(win)} cells."]
+    for (b, h), (t, margin) in sorted(win.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if t == top:
+            continue
+        why = ""
+        if top == "numba-fused" and h <= panel and threads > 1:
+            why = (f": H = {h} is one panel of {panel} units, so {top} runs on 1 thread of "
+                   f"{threads} there")
+        lines.append(f"batch {b}, H = {h}: {t} by {margin:.2f}x{why}")
+    return lines
+
+
 def winner_map(sweep, path):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -167,8 +195,10 @@ def scaling_section(sweep, out: Path, slug: str, machine: str = "") -> list[str]
     for name, fig in (("time-per-sample", time_per_sample), ("winner-map", winner_map),
                       ("rates", rates), ("memory", memory)):
         fig(sweep, out / f"{name}-{slug}.png")
+    lost = cells_lost(sweep)
     md += [f"![time per sample](time-per-sample-{slug}.png)", "",
            f"![winner map](winner-map-{slug}.png)", "",
+           *([lost[0], ""] + [f"- {x}" for x in lost[1:]] + [""] if lost else []),
            f"![achieved rate](rates-{slug}.png)", "",
            "Memory: each tier's weights plus the larger of tracemalloc's peak during one "
            "step (Python and NumPy allocations, Numba's arrays too) and the growth of the "

@@ -167,13 +167,13 @@ def pytest_collection_finish(session):
 
 
 def _label(item) -> str:
-    """What a person calls a benchmark's group: "train_step batch 64", "epoch", ..."""
+    """The stretch of the suite a benchmark belongs to, as the suite runs them: its test and
+    batch size ("pass batch 64", "epoch", "matmul 64x784x128"); the passes, tiers and
+    kernels within one batch size run interleaved, so they are not told apart here."""
     params = item.callspec.params if hasattr(item, "callspec") else {}
-    what = params.get("pass_") or params.get("what") or params.get("kernel")
     batch = params.get("batch") or params.get("fmt_batch") or params.get("ddp_batch")
     shape = params.get("shape")
-    parts = [item.originalname.removeprefix("test_"), what,
-             f"batch {batch}" if batch else None,
+    parts = [item.originalname.removeprefix("test_"), f"batch {batch}" if batch else None,
              "x".join(map(str, shape)) if shape else None]
     return " ".join(p for p in parts if p)
 
@@ -197,9 +197,9 @@ class Progress:
         self.last = label
         done = self.order[nodeid]
         elapsed = time.perf_counter() - self.t0
-        left = (f"~{_duration(elapsed / done * (self.total - done))} left" if done >= 3
-                else "estimating the time left")
-        return (f"[group {self.groups.index(label) + 1}/{len(self.groups)}] {label}: "
+        left = (f"~{_duration(elapsed / done * (self.total - done))} left at the pace so far"
+                if done >= 3 else "estimating the time left")
+        return (f"[part {self.groups.index(label) + 1}/{len(self.groups)}] {label}: "
                 f"{done}/{self.total} benchmarks done, {_duration(elapsed)} so far, {left}")
 
 
