@@ -293,3 +293,20 @@ def test_the_reference_report_and_profile_index_in_headless_chromium(tmp_path):
         for href in _local_links(page):
             target = (index.parent / html_mod.unescape(href)).resolve()
             assert str(target.relative_to(REPO)) in tracked, (index, href)
+
+
+def test_the_report_shows_a_users_newest_run_quick_included(tmp_path, monkeypatch):
+    """`pytest --benchmark-only --quick` saves quick.json; the next `mnist-tiers report`
+    reads that run (the newest of a machine's latest, quick and partial runs), not the
+    reference set."""
+    import os
+    import time
+
+    from bench.report.inputs import default_result_paths
+
+    monkeypatch.setenv("MNIST_TIERS_OUT", str(tmp_path))
+    old = bench_json(tmp_path / "bench" / "box" / "latest.json", STEPS, EPOCHS)
+    quick = bench_json(tmp_path / "bench" / "box" / "quick.json", STEPS, EPOCHS)
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    assert default_result_paths() == [quick]
+    assert all("bench/results" in str(p) for p in default_result_paths(reference=True))

@@ -81,8 +81,8 @@ def ladder_figure(runs, floors: dict, path):
             color = tier_color(r["tier"])
             for p, off, kw in ((r["at64"], -0.19, {}),
                                (r["best"], 0.19, {"alpha": 0.45, "hatch": "//"})):
-                if p is None:
-                    continue
+                if p is None or (off > 0 and r["at64"] and p["batch"] == 64):
+                    continue  # its best batch is 64: one bar says it
                 ax.barh(y + off, p["us"], height=0.36, color=color, edgecolor=color, **kw)
                 ax.text(p["us"] * 1.08, y + off, _bar_label(p, off > 0), va="center",
                         fontsize=6.5)

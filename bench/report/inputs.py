@@ -144,9 +144,23 @@ def _roots(reference: bool, kind) -> list[Path]:
     return [kind(True)] if reference else [kind(False), kind(True)]
 
 
+USER_RUNS = ("latest.json", "quick.json", "partial.json")  # what the suite saves (run.py)
+
+
 def default_result_paths(reference: bool = False) -> list[Path]:
-    """Every machine's latest.json: a user's runs if there are any, else the reference."""
-    return paths.first_existing("*/latest.json", _roots(reference, paths.bench_root))
+    """One benchmark run per machine: a user's own (out/bench/<machine>/: the newest of
+    latest.json, quick.json and partial.json, so `pytest --benchmark-only --quick` then
+    `mnist-tiers report` shows that run) where there are any, else the committed
+    reference set's latest.json files."""
+    if not reference:
+        mine = []
+        for folder in sorted(p for p in paths.bench_root(False).glob("*") if p.is_dir()):
+            runs = [folder / n for n in USER_RUNS if (folder / n).is_file()]
+            if runs:
+                mine.append(max(runs, key=lambda p: p.stat().st_mtime))
+        if mine:
+            return mine
+    return paths.first_existing("*/latest.json", [paths.bench_root(True)])
 
 
 def load_trainings(paths) -> list[dict]:
