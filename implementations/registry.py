@@ -335,6 +335,9 @@ def tier_color(name: str) -> str:
 # Roles in the studies: documented defaults a user can override (the flag in brackets)
 ORACLE = "numpy"  # every "vs numpy" ratio; the base of alternate and gpu_floor
 SPEED_BASES = ("loops", "numpy")  # the report's "vs" columns
+# the CPU tier whose epoch splits the hidden units' panels between its threads (the report
+# explains the sweep cells it loses by it: a width of one panel runs on one thread)
+CPU_FUSED = "numba-fused"
 # the seed's PyTorch network as it wrote it (eager, CPU): the peer of its scratch claims
 FRAMEWORK_PEER = "torch-cpu"
 # the GPU targets (bench/studies/gpu_floor.py): our fused GPU epoch, and the CUDA-graph

@@ -102,7 +102,8 @@ def test_roofline_draws_every_ceiling_present(tmp_path, monkeypatch, machine, la
 
 def test_roofline_plots_the_committed_reference_run(tmp_path):
     run = load_run(REFERENCE)
-    assert "l2_copy_gbs" not in run.machine  # measured before the cache-level ceilings
+    assert {"l2_copy_gbs", "l3_copy_gbs", "copy_gbs"} <= set(run.machine)
+    assert {"CPU L2", "CPU L3", "CPU DRAM"} <= {label for label, *_ in ceilings(run.machine)}
     assert roofline(run, tmp_path / "roofline.png").stat().st_size > 0
 
 

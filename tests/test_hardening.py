@@ -240,8 +240,8 @@ def test_ctrl_c_during_a_ddp_training_is_one_line():
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, rest
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
-    assert [ln for ln in rest.splitlines() if ln.strip()] == [
-        "mnist-tiers train: interrupted; nothing more was written"]
+    said = [ln for ln in rest.splitlines() if ln.strip() and not ln.startswith("epoch ")]
+    assert said == ["mnist-tiers train: interrupted; nothing more was written"], rest[-2000:]
 
 
 def test_a_fork_after_a_numba_parallel_kernel_says_why_the_child_dies():

@@ -60,7 +60,8 @@ def test_breakdown_table_and_chart(tmp_path):
             "versions": {"numpy": "x"}}
     index = report_index.write(tmp_path, results, info)
     text = index.read_text()
-    assert "data:image/png;base64," in text and "forward/linear1 0.5 (50%)" in text
+    assert "data:image/png;base64," in text and "forward/linear1 0.5 ms (50%)" in text
+    assert "<th>forward ms</th>" in text and "0.5 (50%)" in text  # the phases by category
     assert (tmp_path / "breakdown.png").stat().st_size > 5000
 
 

@@ -59,7 +59,7 @@ def test_no_tier_name_is_tested_outside_the_registry():
     tiers = "|".join(re.escape(n) for n in sorted(TIERS, key=len, reverse=True))
     pattern = re.compile(rf"""["']({tiers})["']|startswith\(["'](torch|numba|numpy|loops)""")
     library_names = re.compile(r"""(import|modules|mod in|for name in|out\["numba"\]|"numpy": np"""
-                               r"""|/ "numba"|\("scipy)""")
+                               r"""|/ "numba"|\("scipy|, "Numba"\))""")
     hits = []
     for folder in ("kernels", "implementations", "bench", "profiles", "mnist_tiers"):
         for path in (REPO / folder).rglob("*.py"):

@@ -149,14 +149,23 @@ def summary_table(runs) -> list[str]:
 
 
 def section(runs, floors: dict, out, slug: str = "all") -> list[str]:
-    """The first screen's Markdown: heading, the ladder and the summary side by side."""
+    """The first screen's Markdown: heading, the ladder and the summary side by side. Runs
+    without train-step benchmarks (a selection such as `-k test_matmul`) are named and left
+    out of both."""
+    without = [run for run in runs if not run.groups("train_step")]
+    runs = [run for run in runs if run not in without]
+    missing = [f"No train-step benchmarks in the run of {run.name} ({run.path.name}), so "
+               "it has no summary or ladder: run `pytest --benchmark-only` (or `--quick`) "
+               "with the train-step benchmarks." for run in without]
+    if not runs:
+        return ["## At a glance", "", *missing, ""]
     name = f"ladder-{slug}.png"
     ladder_figure(runs, floors, out / name)
     intro = ("Fastest tier per batch and device (train step, median; the speed-up over "
              f"{ORACLE} and the % of the peak measured in the same run); right or below, the "
              "ladder: every tier at batch 64 and at its best batch.")
     image = f"![ladder: every tier at batch 64 and at its best batch]({name})"
-    lines = ["## At a glance", "", intro, ""]
+    lines = ["## At a glance", "", intro, "", *[f"{m}\n" for m in missing]]
     if len(runs) == 1:  # the table and the ladder side by side on the first screen
         lines += ['<div class="glance"><div>', "", *summary_table(runs), "</div><div>", "",
                   image, "", "</div></div>", ""]

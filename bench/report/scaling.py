@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.report import plots
 from implementations import noise
-from implementations.registry import TIERS, WIDTH_STUDY, tier_color
+from implementations.registry import CPU_FUSED, TIERS, WIDTH_STUDY, tier_color
 
 # Published test errors of 784-H-10 networks on MNIST (H: error %, source)
 PUBLISHED = [
@@ -86,7 +86,7 @@ def cells_lost(sweep) -> list[str]:
         if t == top:
             continue
         why = ""
-        if top == "numba-fused" and h <= panel and threads > 1:
+        if top == CPU_FUSED and h <= panel and threads > 1:
             why = (f": H = {h} is one panel of {panel} units, so {top} runs on 1 thread of "
                    f"{threads} there")
         lines.append(f"batch {b}, H = {h}: {t} by {margin:.2f}x{why}")
