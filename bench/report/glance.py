@@ -165,6 +165,9 @@ def section(runs, floors: dict, out, slug: str = "all") -> list[str]:
              f"{ORACLE} and the % of the peak measured in the same run); right or below, the "
              "ladder: every tier at batch 64 and at its best batch.")
     image = f"![ladder: every tier at batch 64 and at its best batch]({name})"
+    if any(floors.get(run.name) for run in runs):
+        intro += (" A GPU tier's launch floor (the black mark) comes from gpu-floor.json, a "
+                  "run of its own on the same machine (see Sources).")
     lines = ["## At a glance", "", intro, "", *[f"{m}\n" for m in missing]]
     if len(runs) == 1:  # the table and the ladder side by side on the first screen
         lines += ['<div class="glance"><div>', "", *summary_table(runs), "</div><div>", "",
