@@ -310,3 +310,39 @@ def test_the_report_shows_a_users_newest_run_quick_included(tmp_path, monkeypatc
     os.utime(old, (time.time() - 60, time.time() - 60))
     assert default_result_paths() == [quick]
     assert all("bench/results" in str(p) for p in default_result_paths(reference=True))
+
+
+def test_one_colour_per_tier_in_every_plot(tmp_path, monkeypatch):
+    """A tier's colour is a registry fact: every registered tier has its own, and the plots
+    draw each tier in it."""
+    from matplotlib.colors import to_hex
+
+    from bench.report import plots
+    from implementations.registry import tier_color
+
+    colours = [tier_color(n) for n in TIERS]
+    assert len(set(colours)) == len(colours)
+    drawn = {}
+
+    def keep(fig, path):
+        for ax in fig.axes:
+            for bars in ax.containers:
+                drawn[bars.get_label()] = to_hex(bars.patches[0].get_facecolor())
+            for line in ax.get_lines():
+                drawn.setdefault(line.get_label(), to_hex(line.get_color()))
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    run = load_run(bench_json(tmp_path / "r.json", STEPS, EPOCHS))
+    plots.step_times(run, tmp_path / "a.png")
+    plots.throughput(run, tmp_path / "b.png", [])
+    for tier in STEPS:
+        assert drawn[tier] == to_hex(tier_color(tier)), tier
+
+
+def test_thread_counts_read_as_words():
+    from implementations.threads import describe_threads
+
+    counts = {"openmp:libgomp.so.1": 2, "openblas:libscipy_openblas64_-32a4b2a6.so": 2,
+              "openblas:libscipy_openblas-6cdc3b4a.so": 1, "numba": 2, "torch": 2}
+    assert describe_threads(counts) == "OpenMP 2, OpenBLAS 2/1, Numba 2, torch 2"
