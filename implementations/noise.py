@@ -3,8 +3,8 @@ train) that measures the machine's state before and after and flags a busy run.
 
 Three signals, read from Linux's /proc (absent elsewhere: the signal is left out):
 - others_cores: CPU time used by every other process during the run, in cores, from the
-  system's busy time in /proc/stat minus this process's own (and its waited-for children's)
-  time in /proc/self/stat. A second process spinning on one core reads ~1.0.
+  system's busy time in /proc/stat minus this process's own and its descendants' (worker
+  processes included) from /proc/<pid>/stat. A second process spinning on one core reads ~1.0.
 - steal_fraction: the share of CPU time the hypervisor gave to other guests (the "steal"
   column of /proc/stat), over the run.
 - calibration_ms: a fixed float32 matmul loop timed at the start and at the end (median of
@@ -23,6 +23,7 @@ import os
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -56,14 +57,38 @@ def _proc_stat(path: str = "/proc/stat") -> tuple[int, int, int] | None:
     return total - idle - steal, steal, total
 
 
-def _own_jiffies(path: str = "/proc/self/stat") -> int | None:
-    """utime + stime + cutime + cstime of this process, in jiffies, or None off Linux."""
+def _stat_fields(path: str) -> list[str] | None:
     try:
         text = open(path).read()
     except OSError:
         return None
-    fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces
-    return sum(int(v) for v in fields[11:15])
+    return text.rsplit(")", 1)[1].split()  # the command name may hold spaces
+
+
+def _own_jiffies(path: str = "/proc/self/stat") -> int | None:
+    """CPU time of this process and every live process under it (torch-ddp's workers, a
+    profiler's child), in jiffies, or None off Linux: its utime + stime + cutime + cstime
+    (cutime: the children already waited for) plus each live descendant's utime + stime,
+    from /proc/<pid>/stat."""
+    fields = _stat_fields(path)
+    if fields is None:
+        return None
+    own = sum(int(v) for v in fields[11:15])
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        f = _stat_fields(str(stat))
+        if f is None:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], times[pid] = int(f[1]), int(f[11]) + int(f[12])
+    me, found = os.getpid(), set()
+    frontier = [me]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent and p not in found]
+        found.update(kids)
+        frontier += kids
+    return own + sum(times[p] for p in found)
 
 
 def calibration_ms() -> float:

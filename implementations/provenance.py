@@ -14,6 +14,7 @@ from importlib import metadata
 
 from implementations.paths import REPO
 
+RESULT_FOLDERS = ("bench/results", "profiles/reports")  # committed results, not code
 GIT_SECONDS = 10  # a git call on a huge or network checkout: give up rather than hang
 
 
@@ -30,8 +31,9 @@ def _git(*args: str) -> str | None:
 def code_version() -> dict:
     """{"commit": 40 hex digits or None, "dirty": bool or None, "package": version}.
 
-    dirty: True when a tracked file differs from the commit (untracked files such as out/
-    are not counted); None (and commit None) outside a git checkout or without git.
+    dirty: True when a tracked file outside RESULT_FOLDERS differs from the commit
+    (untracked files such as out/ are not counted); None (and commit None) outside a git
+    checkout or without git.
     """
     try:
         package = metadata.version("mnist-tiers")
@@ -40,7 +42,10 @@ def code_version() -> dict:
     commit = _git("rev-parse", "HEAD")
     if not commit:
         return {"commit": None, "dirty": None, "package": package}
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # the results this checkout commits are data, not code: writing them does not make
+    # the code that wrote the next one "dirty"
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){p}" for p in RESULT_FOLDERS))
     return {"commit": commit, "dirty": None if status is None else bool(status),
             "package": package}
 

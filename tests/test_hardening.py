@@ -33,12 +33,27 @@ def _run(args, env=None, timeout=600, **kw):
 
 @pytest.fixture
 def busy_core():
-    """Another process keeping one core busy for the test's length."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """Another process keeping one core busy for the test's length: started through a shell
+    that exits at once, so it is nobody's child here (the guard counts a run's own
+    descendants, such as torch-ddp's workers, as the run's)."""
+    out = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null "
+                          "2>&1 & echo $!"], capture_output=True, text=True, check=True)
+    pid = int(out.stdout.split()[0])
     time.sleep(0.5)
-    yield proc
-    proc.kill()
-    proc.wait()
+    yield pid
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_the_runs_own_worker_processes_are_not_other_processes():
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        with noise.NoiseGuard("test") as guard:
+            time.sleep(1.0)
+    finally:
+        child.kill()
+        child.wait()
+    assert guard.state["others_cores"] < 0.5  # the busy child is the run's own
 
 
 # -- an unwritable destination, a missing extra: refused before anything is timed -----------
