@@ -39,15 +39,6 @@ from implementations.registry import ORACLE, SPEED_BASES, TIERS, device_of
 PASSES = ("forward", "backward", "train_step")
 
 
-def _fmt_ms(s):
-    ms = s * 1e3
-    return f"{ms:.3g}" if ms < 1000 else f"{ms:,.0f}"
-
-
-def _ratio(x: float) -> str:
-    return f"{x:,.0f}x" if x >= 100 else f"{x:.3g}x"
-
-
 def _iqr_ms(r) -> str:
     return f"{1e3 * (r['q3'] - r['q1']):.2g}" if r.get("q1") and r.get("q3") else "-"
 
@@ -63,9 +54,9 @@ def pass_table(run, group) -> list[str]:
              + " | ".join(f"vs {t}" for t in SPEED_BASES) + " |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(SPEED_BASES)]
     for r in rows:
-        vs = [_ratio(base[t] / r["median"]) if t in base else "-" for t in SPEED_BASES]
+        vs = [glance.times(base[t] / r["median"]) if t in base else "-" for t in SPEED_BASES]
         lines.append(
-            f"| {r['tier']} | {_fmt_ms(r['median'])} | {_iqr_ms(r)} | "
+            f"| {r['tier']} | {glance.fmt_ms(r['median'])} | {_iqr_ms(r)} | "
             f"{r['samples_per_second'] or 0:,.0f} | {r['gflops'] or 0:.3g} | "
             f"{100 * (r['fraction_of_peak'] or 0):.1f} | {' | '.join(vs)} |")
     return lines + [""]
@@ -89,7 +80,7 @@ def epoch_table(run) -> list[str]:
         lines.append(
             f"| {r['tier']} | {r['loader']} | {label} | {60000 / sec:,.0f} | "
             f"{r['gflops'] or 0:.3g} | {100 * (r['fraction_of_peak'] or 0):.1f} | "
-            f"{_ratio(sec / floor)[:-1]} | {_ratio(numpy / sec) if numpy else '-'} |")
+            f"{glance.times(sec / floor)[:-1]} | {glance.times(numpy / sec) if numpy else '-'} |")
     return lines + [""]
 
 
@@ -332,16 +323,6 @@ def build(result_paths=None, train_paths=None, out_dir=None, reference: bool = F
     atomic_write(out / "report.html", to_html("\n".join(md), out))
     atomic_write(report_md, "\n".join(md) + "\n")
     return report_md
-
-
-def _shown(path: Path) -> str:
-    """A path as a reader should see it: relative to the checkout where it lies inside."""
-    from implementations.paths import REPO
-
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 VERDICT_CLASS = {"holds": "v-holds", "fails": "v-fails", "holds only in part": "v-part",

@@ -53,17 +53,17 @@ def ladder_rows(run, floor_doc: dict | None = None) -> list[dict]:
     return sorted(out, key=key)
 
 
-def _times(x: float) -> str:
-    """A multiple for a person: 3.78x, 12.2x, 396x, 6,680x."""
+def times(x: float) -> str:
+    """A multiple for a person: 3.78x, 12.2x, 396x, 6,680x (every ratio in the report)."""
     return f"{x:,.0f}x" if x >= 100 else f"{x:.3g}x"
 
 
 def _bar_label(p: dict, best: bool) -> str:
     parts = [f"batch {p['batch']}"] if best else []
     if p.get("x_floor"):
-        parts.append(f"{_times(p['x_floor'])} floor")
+        parts.append(f"{times(p['x_floor'])} floor")
     if p.get("vs"):
-        parts.append(f"{_times(p['vs'])} {p['base']}")
+        parts.append(f"{times(p['vs'])} {p['base']}")
     return " · ".join(parts)
 
 
@@ -107,7 +107,8 @@ def ladder_figure(runs, floors: dict, path):
     return plots._save(fig, path)
 
 
-def _fmt_ms(s: float) -> str:
+def fmt_ms(s: float) -> str:
+    """Seconds as milliseconds for a table: 0.134, 2.16, 664, 1,234."""
     ms = s * 1e3
     return f"{ms:.3g}" if ms < 1000 else f"{ms:,.0f}"
 
@@ -128,11 +129,11 @@ def fastest(run) -> list[dict]:
 
 
 def _cell(r: dict) -> str:
-    vs = f"{_times(r['vs'])} {ORACLE}" if r["vs"] else "-"
+    vs = f"{times(r['vs'])} {ORACLE}" if r["vs"] else "-"
     frac = r["fraction_of_peak"]
     peak = (f"{100 * frac:.0f}% of peak" if frac and frac >= 0.1 else
             f"{100 * frac:.2g}% of peak" if frac else "")
-    return f"**{r['tier']}** {_fmt_ms(r['median'])} ms ({vs}{', ' + peak if peak else ''})"
+    return f"**{r['tier']}** {fmt_ms(r['median'])} ms ({vs}{', ' + peak if peak else ''})"
 
 
 def summary_table(runs) -> list[str]:
